@@ -1,0 +1,65 @@
+# kvblade: `make` installs and builds everything on a fresh Debian 12 machine (as root);
+# `make test` runs every test; `make run ADD="9 0 eth0 /path/to/disk.img"` runs the daemon.
+
+SHELL := /bin/bash
+export DEBIAN_FRONTEND := noninteractive
+
+# What the daemon needs at run time, and what the tests and benchmarks add to it.
+RUNTIME_DEBS := libfuse2 fuse bc iproute2 python3 make g++
+TEST_DEBS := aoetools vblade tshark qemu-system-x86 busybox-static ipxe
+
+NATIVE := native/build/Release/kvblade_native.node
+STAMP := .cache/stamps
+
+.PHONY: all build native deps test-deps run test clean distclean
+all: build
+
+# Install only the packages that are missing, so a warm machine does no apt work at all.
+define apt_install
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
+
+deps:
+	$(call apt_install,$(RUNTIME_DEBS))
+
+test-deps: deps
+	$(call apt_install,$(TEST_DEBS))
+
+node_modules/.package-lock.json: package.json package-lock.json | deps
+	npm ci --no-audit --no-fund
+	@touch $@
+
+$(NATIVE): node_modules/.package-lock.json native/binding.gyp $(wildcard native/src/*.cc native/src/*.h)
+	cd native && ../node_modules/.bin/node-gyp rebuild --silent
+	@test -f $@
+
+native: $(NATIVE)
+
+TS_SOURCES := $(shell find src fuse test bench -name '*.ts' 2>/dev/null) tsconfig.json
+
+dist/.built: node_modules/.package-lock.json $(TS_SOURCES)
+	node_modules/.bin/tsc -p tsconfig.json
+	@touch $@
+
+build: $(NATIVE) dist/.built
+
+run: build
+	./bin/kvblade start $(if $(ADD),--add "$(ADD)") $(ARGS)
+
+test: build test-deps
+	node_modules/.bin/tap $(TESTS)
+
+-include bench/bench.mk
+-include test/e2e/e2e.mk
+
+clean:
+	rm -rf dist native/build
+
+distclean: clean
+	rm -rf node_modules .cache
