@@ -1,0 +1,67 @@
+import type { AddCommand, TargetAddress } from './command'
+
+/**
+ * Per-target counters, in the order `stat` prints them (see fuse/README or the README's
+ * control-plane section). Modelled on /sys/block/<dev>/stat: requests and sectors per
+ * direction, then flushes, ATA errors, requests in flight, and AoE frames handled.
+ */
+export interface TargetStats {
+  reads: number
+  readSectors: number
+  writes: number
+  writeSectors: number
+  flushes: number
+  errors: number
+  inFlight: number
+  frames: number
+}
+
+/** What the control plane shows of one target (one `major.minor@netif` directory). */
+export interface TargetInfo extends TargetAddress {
+  /** Backing path as given to add/readd. */
+  path: string
+  /** Size in 512-byte sectors. */
+  sectors: number
+  /** "MAJ:MIN" of the backing block device; "0:0" for a regular file. */
+  bdev: string
+  model: string
+  serial: string
+  /** Requests accepted and not yet answered. */
+  busy: number
+  /** MTU of the interface now. */
+  mtu: number
+  stats: TargetStats
+}
+
+/** Counters for one interface the engine serves. */
+export interface InterfaceStats {
+  ifname: string
+  framesIn: number
+  framesOut: number
+  /** Frames the kernel dropped because the socket buffer was full. */
+  kernelDrops: number
+  /** Frames we dropped: not for any target, masked, responses, vendor commands. */
+  ignored: number
+  /** Frames too short or inconsistent to answer. */
+  malformed: number
+  /** Replies we could not send. */
+  sendErrors: number
+}
+
+/**
+ * The engine's control surface: what kvblade's sysfs files do, as calls. Failures reject
+ * with ControlError carrying the errno a sysfs write would give.
+ */
+export interface Control {
+  add (cmd: AddCommand): Promise<TargetInfo>
+  del (addr: TargetAddress): Promise<void>
+  readd (cmd: AddCommand): Promise<TargetInfo>
+  /** Broadcast a Query Config reply for every target. */
+  announce (): void
+  list (): TargetInfo[]
+  get (addr: TargetAddress): TargetInfo | undefined
+  /** Set what IDENTIFY returns; longer values are refused with EINVAL (40 / 20 chars). */
+  setModel (addr: TargetAddress, model: string): void
+  setSerial (addr: TargetAddress, serial: string): void
+  interfaces (): InterfaceStats[]
+}
