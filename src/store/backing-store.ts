@@ -1,0 +1,186 @@
+import fs from 'node:fs'
+import createDebug from 'debug'
+import { blockDeviceSize } from '../net/block-device'
+import { IoKind, OrderedScheduler, type ScheduledIo } from './ordering'
+
+const debug = createDebug('kvblade:store')
+
+export const SECTOR_SIZE = 512
+const IO_NAMES = ['read', 'write', 'flush']
+
+/** The asynchronous calls a store makes; tests substitute slow or failing ones. */
+export interface BackingIo {
+  read (fd: number, buffer: Buffer, offset: number, length: number, position: number,
+    cb: (err: NodeJS.ErrnoException | null, bytes: number) => void): void
+  write (fd: number, buffer: Buffer, offset: number, length: number, position: number,
+    cb: (err: NodeJS.ErrnoException | null, bytes: number) => void): void
+  fdatasync (fd: number, cb: (err: NodeJS.ErrnoException | null) => void): void
+}
+
+/** libuv's thread pool: many requests in flight, the event loop never waits on the disk. */
+export const nodeFsIo: BackingIo = {
+  read: (fd, buffer, offset, length, position, cb) => fs.read(fd, buffer, offset, length, position, cb),
+  write: (fd, buffer, offset, length, position, cb) => fs.write(fd, buffer, offset, length, position, cb),
+  fdatasync: (fd, cb) => fs.fdatasync(fd, cb),
+}
+
+/**
+ * One disk request. The packet loop keeps a fixed set of these and reuses them, so the
+ * callbacks are bound once here rather than allocated per frame.
+ */
+export abstract class BlockRequest implements ScheduledIo {
+  kind: IoKind = IoKind.Read
+  offset = 0
+  length = 0
+  blockers = 0
+  buffer: Buffer = Buffer.alloc(0)
+  bufferOffset = 0
+  /** Bytes transferred so far (pread/pwrite may return short). */
+  private transferred = 0
+  private store: BackingStore | null = null
+
+  /** Called once the request has finished; err is null on success. */
+  abstract ioComplete (err: NodeJS.ErrnoException | null): void
+
+  /** @internal */ begin (store: BackingStore): void {
+    this.store = store
+    this.transferred = 0
+  }
+
+  /** @internal */ readonly onTransfer = (err: NodeJS.ErrnoException | null, bytes: number): void => {
+    const store = this.store!
+    if (err === null) {
+      this.transferred += bytes
+      if (this.transferred < this.length) {
+        if (bytes > 0) return store.continueTransfer(this, this.transferred)
+        err = Object.assign(new Error(`short ${IO_NAMES[this.kind]} at byte ${this.offset + this.transferred} of ${store.path}`), { code: 'EIO' })
+      }
+    }
+    store.finish(this, err)
+  }
+
+  /** @internal */ readonly onSync = (err: NodeJS.ErrnoException | null): void => {
+    this.store!.finish(this, err)
+  }
+}
+
+export interface BackingStoreInfo {
+  path: string
+  /** Size in bytes, a multiple of 512 (a trailing partial sector is not exported). */
+  size: number
+  /** "MAJ:MIN" of a block device, "0:0" for a regular file. */
+  bdev: string
+}
+
+/** Linux dev_t encoding (glibc's gnu_dev_major/minor). */
+function devMajor (dev: number): number {
+  return Number(((BigInt(dev) >> 8n) & 0xfffn) | ((BigInt(dev) >> 32n) & ~0xfffn))
+}
+function devMinor (dev: number): number {
+  return Number((BigInt(dev) & 0xffn) | ((BigInt(dev) >> 12n) & ~0xffn))
+}
+
+function storeError (code: string, message: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(message), { code })
+}
+
+/**
+ * A regular file (sparse is fine) or a block device, opened read-write. Requests run
+ * concurrently in the thread pool, ordered only where they overlap (see ordering.ts).
+ * A write is acknowledged once pwrite returned, i.e. it is in the page cache: a daemon
+ * crash cannot lose it; FLUSH CACHE makes it durable with fdatasync.
+ */
+export class BackingStore implements BackingStoreInfo {
+  private readonly scheduler: OrderedScheduler<BlockRequest>
+  private closed = false
+  private drained: (() => void) | null = null
+
+  private constructor (
+    readonly path: string,
+    readonly fd: number,
+    readonly size: number,
+    readonly bdev: string,
+    private readonly io: BackingIo,
+  ) {
+    this.scheduler = new OrderedScheduler(req => this.startTransfer(req))
+  }
+
+  /** Opens a backing path; fails with ENOENT-style errors naming the cause. */
+  static async open (path: string, io: BackingIo = nodeFsIo): Promise<BackingStore> {
+    let st: fs.Stats
+    try {
+      st = await fs.promises.stat(path)
+    } catch (err) {
+      throw storeError('ENOENT', `cannot open ${path}: ${(err as Error).message}`)
+    }
+    if (!st.isFile() && !st.isBlockDevice()) {
+      throw storeError('ENOENT', `${path} is neither a regular file nor a block device`)
+    }
+    let fd: number
+    try {
+      fd = await new Promise<number>((resolve, reject) =>
+        fs.open(path, fs.constants.O_RDWR, (err, fd) => err ? reject(err) : resolve(fd)))
+    } catch (err) {
+      throw storeError('ENOENT', `cannot open ${path} read-write: ${(err as Error).message}`)
+    }
+    try {
+      const fst = fs.fstatSync(fd)
+      const bytes = fst.isBlockDevice() ? blockDeviceSize(fd) : fst.size
+      const size = bytes - (bytes % SECTOR_SIZE)
+      if (size === 0) throw storeError('ENOENT', `${path} has no whole sector to export (size ${bytes})`)
+      const bdev = fst.isBlockDevice() ? `${devMajor(fst.rdev)}:${devMinor(fst.rdev)}` : '0:0'
+      debug('opened %s: %d bytes, bdev %s', path, size, bdev)
+      return new BackingStore(path, fd, size, bdev, io)
+    } catch (err) {
+      fs.closeSync(fd)
+      throw err
+    }
+  }
+
+  get sectors (): number {
+    return this.size / SECTOR_SIZE
+  }
+
+  /** Requests accepted and not yet complete. */
+  get inFlight (): number {
+    return this.scheduler.outstanding
+  }
+
+  /**
+   * Starts a request. The caller has checked the range; the buffer must stay untouched
+   * until ioComplete.
+   */
+  submit (req: BlockRequest): void {
+    if (this.closed) {
+      req.ioComplete(storeError('EIO', `${this.path} is closed`))
+      return
+    }
+    req.begin(this)
+    this.scheduler.submit(req)
+  }
+
+  private startTransfer (req: BlockRequest): void {
+    if (req.kind === IoKind.Flush) this.io.fdatasync(this.fd, req.onSync)
+    else this.continueTransfer(req, 0)
+  }
+
+  /** @internal */ continueTransfer (req: BlockRequest, done: number): void {
+    const op = req.kind === IoKind.Read ? this.io.read : this.io.write
+    op(this.fd, req.buffer, req.bufferOffset + done, req.length - done, req.offset + done, req.onTransfer)
+  }
+
+  /** @internal */ finish (req: BlockRequest, err: NodeJS.ErrnoException | null): void {
+    this.scheduler.complete(req)
+    if (err !== null) debug('%s: %s failed: %s', this.path, IO_NAMES[req.kind], err.message)
+    req.ioComplete(err)
+    if (this.drained !== null && this.scheduler.outstanding === 0) this.drained()
+  }
+
+  /** Closes the file once every outstanding request has completed. */
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    if (this.scheduler.outstanding > 0) await new Promise<void>(resolve => { this.drained = resolve })
+    await new Promise<void>(resolve => fs.close(this.fd, () => resolve()))
+  }
+}
