@@ -1,0 +1,81 @@
+/** Command-line parsing for `kvblade`: small enough that a dependency would not pay. */
+
+export const USAGE = `Usage:
+  kvblade start [--mount DIR | --no-mount] [--add "MAJOR MINOR IFACE PATH"]... [--bufcnt N]
+  kvblade sysfs [--mount DIR] -- COMMAND [ARGS...]
+  kvblade --help | --version
+
+start   Run the AoE target in the foreground until SIGINT or SIGTERM.
+          --add "MAJOR MINOR IFACE PATH"  export PATH (file or block device) as
+                                          shelf MAJOR slot MINOR on IFACE; repeatable;
+                                          same syntax as the control plane's add file
+          --mount DIR   mount the sysfs-style control plane at DIR (default /mnt/kvblade)
+          --no-mount    run without the control plane
+          --bufcnt N    buffer count advertised to initiators (default 64, min 2)
+sysfs   Run COMMAND in a private mount namespace in which /sys/kvblade is the control
+        plane mounted at DIR, so kvblade's original kvadd/kvdel/kvstat work unchanged.
+
+Logging: DEBUG=kvblade:* for detail; errors are printed on stderr, one line each.`
+
+export const DEFAULT_MOUNT = '/mnt/kvblade'
+
+export type Invocation =
+  | { command: 'help' }
+  | { command: 'version' }
+  | { command: 'start', mount: string | null, adds: string[], bufferCount?: number }
+  | { command: 'sysfs', mount: string, argv: string[] }
+
+export class UsageError extends Error {}
+
+function value (argv: string[], i: number, flag: string): string {
+  const v = argv[i + 1]
+  if (v === undefined) throw new UsageError(`${flag} needs a value`)
+  return v
+}
+
+export function parseArgs (argv: string[]): Invocation {
+  if (argv.length === 0) throw new UsageError('no command given')
+  const [command, ...rest] = argv
+  if (command === '--help' || command === '-h' || command === 'help') return { command: 'help' }
+  if (command === '--version' || command === '-V') return { command: 'version' }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    const dashdash = rest.indexOf('--')
+    const help = rest.findIndex(a => a === '--help' || a === '-h')
+    if (dashdash < 0 || help < dashdash) return { command: 'help' }
+  }
+  if (command === 'start') {
+    let mount: string | null = DEFAULT_MOUNT
+    const adds: string[] = []
+    let bufferCount: number | undefined
+    for (let i = 0; i < rest.length; i++) {
+      const arg = rest[i]
+      if (arg === '--mount') mount = value(rest, i++, arg)
+      else if (arg.startsWith('--mount=')) mount = arg.slice(8)
+      else if (arg === '--no-mount') mount = null
+      else if (arg === '--add') adds.push(value(rest, i++, arg))
+      else if (arg.startsWith('--add=')) adds.push(arg.slice(6))
+      else if (arg === '--bufcnt' || arg.startsWith('--bufcnt=')) {
+        const text = arg === '--bufcnt' ? value(rest, i++, arg) : arg.slice(9)
+        if (!/^[0-9]+$/.test(text)) throw new UsageError(`--bufcnt takes a number, not "${text}"`)
+        bufferCount = Number(text)
+        if (bufferCount < 2 || bufferCount > 65535) throw new UsageError('--bufcnt must be 2-65535 (the Linux initiator cannot work with fewer than 2)')
+      } else throw new UsageError(`unknown option ${arg}`)
+    }
+    if (mount === '') throw new UsageError('--mount needs a directory')
+    return { command: 'start', mount, adds, bufferCount }
+  }
+  if (command === 'sysfs') {
+    let mount = DEFAULT_MOUNT
+    let i = 0
+    for (; i < rest.length && rest[i] !== '--'; i++) {
+      if (rest[i] === '--mount') mount = value(rest, i++, '--mount')
+      else if (rest[i].startsWith('--mount=')) mount = rest[i].slice(8)
+      else break
+    }
+    if (rest[i] === '--') i++
+    const cmd = rest.slice(i)
+    if (cmd.length === 0) throw new UsageError('sysfs needs a command to run')
+    return { command: 'sysfs', mount, argv: cmd }
+  }
+  throw new UsageError(`unknown command "${command}"`)
+}
