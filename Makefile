@@ -9,6 +9,9 @@ RUNTIME_DEBS := libfuse2 fuse bc iproute2 python3 make g++
 TEST_DEBS := aoetools vblade tshark qemu-system-x86 busybox-static ipxe
 
 NATIVE := native/build/Release/kvblade_native.node
+# Build against the Node headers the machine has (Debian's nodejs ships them in /usr)
+# rather than letting node-gyp download them: only the package registries are reachable.
+NODEDIR ?= $(shell [ -f /usr/include/node/node_api.h ] && echo /usr)
 STAMP := .cache/stamps
 
 .PHONY: all build native deps test-deps run test clean distclean
@@ -36,7 +39,7 @@ node_modules/.package-lock.json: package.json package-lock.json | deps
 	@touch $@
 
 $(NATIVE): node_modules/.package-lock.json native/binding.gyp $(wildcard native/src/*.cc native/src/*.h)
-	cd native && ../node_modules/.bin/node-gyp rebuild --silent
+	cd native && ../node_modules/.bin/node-gyp rebuild --silent $(if $(NODEDIR),--nodedir=$(NODEDIR))
 	@test -f $@
 
 native: $(NATIVE)

@@ -1,0 +1,24 @@
+// Shared helpers for the kvblade native addon. Each module (packet socket,
+// block device, later disk I/O) lives in its own .cc and exposes one Init*.
+#pragma once
+
+#include <napi.h>
+#include <string>
+
+namespace kvblade {
+
+// An Error shaped like Node's system errors: message names the context,
+// .code is the errno name ("ENODEV"), .errno is -err, .syscall the call.
+Napi::Error ErrnoError(Napi::Env env, int err, const std::string& syscall,
+                       const std::string& context);
+
+// A failed system call caught before we have a context string to add.
+struct SysError {
+  int err;
+  const char* syscall;
+};
+
+void InitPacketSocket(Napi::Env env, Napi::Object exports);
+void InitBlockDevice(Napi::Env env, Napi::Object exports);
+
+}  // namespace kvblade

@@ -1,0 +1,488 @@
+// AF_PACKET socket for AoE frames: batched receive (recvmmsg) into a
+// JS-visible buffer, batched send (sendmmsg) from a JS arena, and libuv
+// readiness callbacks. One call across the JS boundary per batch, never per
+// frame; nothing here allocates per frame.
+#include "common.h"
+
+#include <uv.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <vector>
+
+#ifndef PACKET_IGNORE_OUTGOING
+#define PACKET_IGNORE_OUTGOING 23  // Linux >= 4.20
+#endif
+
+namespace kvblade {
+namespace {
+
+constexpr uint16_t kEthPAoe = 0x88a2;
+constexpr uint32_t kMaxMsgs = 1024;  // UIO_MAXIOV: the kernel's cap on vlen for recvmmsg/sendmmsg
+
+// Layout of the shared counters Float64Array (mirrored in packet-socket.ts).
+enum Counter { kRxFrames, kRxBatches, kTxFrames, kTxBatches, kTxErrors, kKernelDrops, kNumCounters };
+
+[[noreturn]] void Fail(const char* syscall) { throw SysError{errno, syscall}; }
+
+// Owns a file descriptor until released.
+struct UniqueFd {
+  int fd;
+  explicit UniqueFd(int f = -1) : fd(f) {}
+  ~UniqueFd() { if (fd >= 0) close(fd); }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  int release() { int f = fd; fd = -1; return f; }
+};
+
+// Moves the calling thread into another network namespace and back on scope
+// exit. Sockets keep the namespace they were created in, so everything that
+// needs the namespace (socket, bind, name lookups) happens inside the scope.
+class NetnsScope {
+ public:
+  explicit NetnsScope(const std::string& path) {
+    if (path.empty()) return;
+    UniqueFd target(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (target.fd < 0) Fail("open(netns)");
+    // setns() is per thread: remember this thread's namespace, not the process's.
+    home_.fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (home_.fd < 0) Fail("open(/proc/thread-self/ns/net)");
+    if (setns(target.fd, CLONE_NEWNET) < 0) Fail("setns");
+  }
+  ~NetnsScope() {
+    // Staying in the wrong namespace would silently misdirect every later
+    // socket the process opens; there is no sane way to continue.
+    if (home_.fd >= 0 && setns(home_.fd, CLONE_NEWNET) < 0)
+      Napi::Error::Fatal("kvblade_native", "setns back to the original network namespace failed");
+  }
+
+ private:
+  UniqueFd home_;
+};
+
+void FillIfreq(struct ifreq* ifr, const std::string& ifname) {
+  // A longer name would be truncated by the kernel and could match another interface.
+  if (ifname.empty() || ifname.size() >= IFNAMSIZ) throw SysError{ENODEV, "ifname"};
+  memset(ifr, 0, sizeof *ifr);
+  memcpy(ifr->ifr_name, ifname.data(), ifname.size());
+}
+
+struct LinkInfo {
+  int index;
+  uint8_t mac[6];
+  int mtu;
+};
+
+// ioctls on the socket resolve names in the socket's own namespace.
+LinkInfo ReadLink(int fd, const std::string& ifname) {
+  LinkInfo link{};
+  struct ifreq ifr;
+  FillIfreq(&ifr, ifname);
+  if (ioctl(fd, SIOCGIFINDEX, &ifr) < 0) Fail("ioctl(SIOCGIFINDEX)");
+  link.index = ifr.ifr_ifindex;
+  FillIfreq(&ifr, ifname);
+  if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) Fail("ioctl(SIOCGIFHWADDR)");
+  memcpy(link.mac, ifr.ifr_hwaddr.sa_data, 6);
+  FillIfreq(&ifr, ifname);
+  if (ioctl(fd, SIOCGIFMTU, &ifr) < 0) Fail("ioctl(SIOCGIFMTU)");
+  link.mtu = ifr.ifr_mtu;
+  return link;
+}
+
+// Unprivileged *FORCE variants fail with EPERM; then take what rmem_max allows.
+void SetBuffer(int fd, int force_opt, int opt, int bytes) {
+  if (setsockopt(fd, SOL_SOCKET, force_opt, &bytes, sizeof bytes) == 0) return;
+  if (setsockopt(fd, SOL_SOCKET, opt, &bytes, sizeof bytes) < 0) Fail("setsockopt(SO_RCVBUF/SO_SNDBUF)");
+}
+
+// PACKET_IGNORE_OUTGOING only hides the transmit tap. On loopback (or any
+// path that reflects frames) our own frames come back as ordinary incoming
+// ones. So every socket tags what it sends with a random SO_MARK, which
+// survives the loop, and a BPF filter drops incoming frames carrying it.
+// (Marks are cleared when a frame crosses into another netns: no false hits.)
+void FilterOwnFrames(int fd) {
+  uint32_t mark = 0;
+  while (mark == 0)
+    if (getrandom(&mark, sizeof mark, 0) != sizeof mark) Fail("getrandom");
+  if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) < 0) {
+    if (errno == EPERM) return;  // SO_MARK needs CAP_NET_ADMIN on kernels < 5.17; do without
+    Fail("setsockopt(SO_MARK)");
+  }
+  struct sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, static_cast<uint32_t>(SKF_AD_OFF + SKF_AD_MARK)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, mark, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, 0),           // ours: drop
+      BPF_STMT(BPF_RET | BPF_K, 0xffffffff),  // anyone else's: keep whole frame
+  };
+  struct sock_fprog prog = {static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) Fail("setsockopt(SO_ATTACH_FILTER)");
+}
+
+int OpenBoundSocket(const std::string& ifname, int sock_buf) {
+  // Protocol 0 hears nothing until bind(): no frames from other interfaces
+  // can queue up in between.
+  UniqueFd s(socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (s.fd < 0) Fail("socket(AF_PACKET)");
+  LinkInfo link = ReadLink(s.fd, ifname);
+  SetBuffer(s.fd, SO_RCVBUFFORCE, SO_RCVBUF, sock_buf);
+  SetBuffer(s.fd, SO_SNDBUFFORCE, SO_SNDBUF, sock_buf);
+  int one = 1;
+  if (setsockopt(s.fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0 && errno != ENOPROTOOPT)
+    Fail("setsockopt(PACKET_IGNORE_OUTGOING)");
+  FilterOwnFrames(s.fd);
+  struct sockaddr_ll sll;
+  memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = htons(kEthPAoe);
+  sll.sll_ifindex = link.index;
+  if (bind(s.fd, reinterpret_cast<struct sockaddr*>(&sll), sizeof sll) < 0) Fail("bind");
+  return s.release();
+}
+
+uint32_t Uint32Arg(const Napi::CallbackInfo& info, size_t i, const char* what, uint32_t lo, uint32_t hi) {
+  if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a number");
+  double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!(v >= lo && v <= hi) || v != static_cast<uint32_t>(v))
+    throw Napi::RangeError::New(info.Env(), std::string(what) + " must be an integer in [" +
+                                                std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return static_cast<uint32_t>(v);
+}
+
+class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativePacketSocket",
+                       {
+                           InstanceMethod<&PacketSocket::Link>("link"),
+                           InstanceMethod<&PacketSocket::Recv>("recv"),
+                           InstanceMethod<&PacketSocket::Send>("send"),
+                           InstanceMethod<&PacketSocket::OnReadable>("onReadable"),
+                           InstanceMethod<&PacketSocket::OnWritable>("onWritable"),
+                           InstanceMethod<&PacketSocket::Stats>("stats"),
+                           InstanceMethod<&PacketSocket::Close>("close"),
+                           InstanceAccessor<&PacketSocket::Fd>("fd"),
+                       });
+  }
+
+  // new NativePacketSocket(ifname, netnsPath | '', rxSlots, slotSize, socketBufferBytes)
+  // Sets this.rx (Buffer), this.rxLengths (Uint32Array), this.counters (Float64Array).
+  explicit PacketSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PacketSocket>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsString() || !info[1].IsString())
+      throw Napi::TypeError::New(env, "NativePacketSocket(ifname, netns, rxSlots, slotSize, socketBufferBytes)");
+    ifname_ = info[0].As<Napi::String>().Utf8Value();
+    std::string netns = info[1].As<Napi::String>().Utf8Value();
+    rx_slots_ = Uint32Arg(info, 2, "rxSlots", 1, kMaxMsgs);
+    slot_size_ = Uint32Arg(info, 3, "slotSize", 64, 1 << 18);
+    uint32_t sock_buf = Uint32Arg(info, 4, "socketBufferBytes", 4096, 1u << 30);
+
+    UniqueFd fd;
+    try {
+      NetnsScope scope(netns);
+      fd.fd = OpenBoundSocket(ifname_, static_cast<int>(sock_buf));
+    } catch (const SysError& e) {
+      std::string ctx = "packet socket on interface '" + ifname_ + "'";
+      if (!netns.empty()) ctx += " in netns " + netns;
+      throw ErrnoError(env, e.err, e.syscall, ctx);
+    }
+
+    Napi::Buffer<uint8_t> rx = Napi::Buffer<uint8_t>::New(env, size_t{rx_slots_} * slot_size_);
+    Napi::Uint32Array lengths = Napi::Uint32Array::New(env, rx_slots_);
+    Napi::Float64Array counters = Napi::Float64Array::New(env, kNumCounters);
+    rx_ = rx.Data();
+    rx_lengths_ = lengths.Data();
+    counters_ = counters.Data();
+    std::fill(counters_, counters_ + kNumCounters, 0.0);
+    rx_ref_ = Napi::Persistent(rx.As<Napi::Value>());
+    lengths_ref_ = Napi::Persistent(lengths.As<Napi::Value>());
+    counters_ref_ = Napi::Persistent(counters.As<Napi::Value>());
+    Napi::Object self = info.This().As<Napi::Object>();
+    self.Set("rx", rx);
+    self.Set("rxLengths", lengths);
+    self.Set("counters", counters);
+
+    // Receive slots: message i always points at slot i and its own address.
+    rx_msgs_.resize(rx_slots_);
+    rx_iov_.resize(rx_slots_);
+    rx_addr_.resize(rx_slots_);
+    for (uint32_t i = 0; i < rx_slots_; i++) {
+      rx_iov_[i] = {rx_ + size_t{i} * slot_size_, slot_size_};
+      memset(&rx_msgs_[i], 0, sizeof rx_msgs_[i]);
+      rx_msgs_[i].msg_hdr.msg_iov = &rx_iov_[i];
+      rx_msgs_[i].msg_hdr.msg_iovlen = 1;
+      rx_msgs_[i].msg_hdr.msg_name = &rx_addr_[i];
+      rx_msgs_[i].msg_hdr.msg_namelen = sizeof rx_addr_[i];
+    }
+    // Send: the arena differs per call, only iov contents change. No msg_name:
+    // a bound packet socket sends on its interface with its protocol.
+    tx_msgs_.resize(kMaxMsgs);
+    tx_iov_.resize(kMaxMsgs);
+    for (uint32_t i = 0; i < kMaxMsgs; i++) {
+      memset(&tx_msgs_[i], 0, sizeof tx_msgs_[i]);
+      tx_msgs_[i].msg_hdr.msg_iov = &tx_iov_[i];
+      tx_msgs_[i].msg_hdr.msg_iovlen = 1;
+    }
+    fd_ = fd.release();  // last: a constructor that throws must not leave it open
+  }
+
+  ~PacketSocket() override {
+    // Reached only if JS dropped the object without close() (or at exit).
+    ClosePoll();
+    if (fd_ >= 0) close(fd_);
+  }
+
+ private:
+  void CheckOpen(Napi::Env env) {
+    if (fd_ < 0) throw ErrnoError(env, EBADF, "use", "packet socket on interface '" + ifname_ + "' is closed");
+  }
+
+  Napi::Value Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
+
+  // link() -> { index, mac: Buffer(6), mtu }
+  Napi::Value Link(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    LinkInfo link;
+    try {
+      link = ReadLink(fd_, ifname_);
+    } catch (const SysError& e) {
+      throw ErrnoError(env, e.err, e.syscall, "packet socket on interface '" + ifname_ + "'");
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("index", link.index);
+    o.Set("mac", Napi::Buffer<uint8_t>::Copy(env, link.mac, 6));
+    o.Set("mtu", link.mtu);
+    return o;
+  }
+
+  // recv() -> n: frames in slots 0..n-1, lengths in rxLengths. 0 = nothing pending.
+  Napi::Value Recv(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    uint32_t kept = 0;
+    for (;;) {
+      int r = recvmmsg(fd_, rx_msgs_.data(), rx_slots_, MSG_DONTWAIT, nullptr);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        // ENETDOWN is a one-shot notice that the link went down; not fatal.
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENETDOWN) break;
+        throw ErrnoError(env, errno, "recvmmsg", "packet socket on interface '" + ifname_ + "'");
+      }
+      if (r == 0) break;
+      counters_[kRxBatches]++;
+      for (int i = 0; i < r; i++) {
+        struct msghdr& h = rx_msgs_[i].msg_hdr;
+        uint32_t len = rx_msgs_[i].msg_len;
+        bool own = rx_addr_[i].sll_pkttype == PACKET_OUTGOING;  // kernels without PACKET_IGNORE_OUTGOING
+        h.msg_namelen = sizeof rx_addr_[i];  // value-result: reset for the next call
+        if (own) continue;
+        if (kept != static_cast<uint32_t>(i))  // rare: close the gap a skipped frame left
+          memmove(rx_ + size_t{kept} * slot_size_, rx_ + size_t(i) * slot_size_, len);
+        rx_lengths_[kept++] = len;
+      }
+      // A batch made only of skipped frames must not read as "queue empty".
+      if (kept > 0) break;
+    }
+    counters_[kRxFrames] += kept;
+    return Napi::Number::New(env, kept);
+  }
+
+  // send(arena, offsets, lengths, count) -> frames consumed (sent, or skipped
+  // after a permanent error counted in txErrors). Less than count only when
+  // the socket/queue is full (EAGAIN/ENOBUFS): resend the rest after onWritable.
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    if (!info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsTypedArray())
+      throw Napi::TypeError::New(env, "send(arena: Buffer, offsets: Uint32Array, lengths: Uint32Array, count)");
+    Napi::Uint8Array arena = info[0].As<Napi::Uint8Array>();
+    Napi::Uint32Array offsets = info[1].As<Napi::Uint32Array>();
+    Napi::Uint32Array lengths = info[2].As<Napi::Uint32Array>();
+    if (arena.TypedArrayType() != napi_uint8_array || offsets.TypedArrayType() != napi_uint32_array ||
+        lengths.TypedArrayType() != napi_uint32_array)
+      throw Napi::TypeError::New(env, "send: arena must be a Buffer/Uint8Array, offsets and lengths Uint32Arrays");
+    uint32_t count = Uint32Arg(info, 3, "count", 0,
+                               static_cast<uint32_t>(std::min(offsets.ElementLength(), lengths.ElementLength())));
+    uint8_t* base = arena.Data();
+    size_t size = arena.ElementLength();
+    const uint32_t* off = offsets.Data();
+    const uint32_t* len = lengths.Data();
+    // Validate everything first so a bad batch sends nothing.
+    for (uint32_t j = 0; j < count; j++)
+      if (size_t{off[j]} + len[j] > size)
+        throw Napi::RangeError::New(env, "send: frame " + std::to_string(j) + " lies outside the arena");
+
+    uint32_t done = 0;
+    while (done < count) {
+      uint32_t n = std::min(count - done, kMaxMsgs);
+      for (uint32_t j = 0; j < n; j++) tx_iov_[j] = {base + off[done + j], len[done + j]};
+      uint32_t i = 0;
+      while (i < n) {
+        int r = sendmmsg(fd_, &tx_msgs_[i], n - i, MSG_DONTWAIT);
+        if (r > 0) {
+          i += r;
+          counters_[kTxFrames] += r;
+          counters_[kTxBatches]++;
+        } else if (r < 0 && errno == EINTR) {
+          continue;
+        } else if (r == 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+          return Napi::Number::New(env, done + i);
+        } else {
+          // sendmmsg stops at the first failing frame; this one (e.g. EMSGSIZE,
+          // ENETDOWN) will not go better on retry, so count it and move on.
+          counters_[kTxErrors]++;
+          i++;
+        }
+      }
+      done += n;
+    }
+    return Napi::Number::New(env, done);
+  }
+
+  // onReadable(cb): cb runs each time the socket is readable, until close().
+  void OnReadable(const Napi::CallbackInfo& info) {
+    CheckOpen(info.Env());
+    on_readable_ = Napi::Persistent(FunctionArg(info));
+    UpdatePoll();
+  }
+
+  // onWritable(cb): cb runs once, the next time the socket is writable.
+  void OnWritable(const Napi::CallbackInfo& info) {
+    CheckOpen(info.Env());
+    on_writable_ = Napi::Persistent(FunctionArg(info));
+    UpdatePoll();
+  }
+
+  // stats(): fold PACKET_STATISTICS (which resets on read) into counters.
+  void Stats(const Napi::CallbackInfo& info) {
+    CheckOpen(info.Env());
+    struct tpacket_stats st;
+    socklen_t len = sizeof st;
+    if (getsockopt(fd_, SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0) counters_[kKernelDrops] += st.tp_drops;
+  }
+
+  // close(): idempotent. Stops polling first: libuv requires that before the fd goes.
+  void Close(const Napi::CallbackInfo&) {
+    on_readable_.Reset();
+    on_writable_.Reset();
+    ClosePoll();
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+    if (pinned_) Unref();
+    pinned_ = false;
+  }
+
+  static Napi::Function FunctionArg(const Napi::CallbackInfo& info) {
+    if (!info[0].IsFunction()) throw Napi::TypeError::New(info.Env(), "callback must be a function");
+    return info[0].As<Napi::Function>();
+  }
+
+  // One uv_poll_t per fd (libuv forbids two); its event mask follows which
+  // callbacks are wanted.
+  void UpdatePoll() {
+    int want = (on_readable_.IsEmpty() ? 0 : UV_READABLE) | (on_writable_.IsEmpty() ? 0 : UV_WRITABLE);
+    if (want == poll_events_) return;
+    if (poll_ == nullptr) {
+      uv_loop_t* loop = nullptr;
+      if (napi_get_uv_event_loop(Env(), &loop) != napi_ok) throw Napi::Error::New(Env(), "no uv loop");
+      poll_ = new uv_poll_t;
+      int rc = uv_poll_init_socket(loop, poll_, fd_);
+      if (rc < 0) {
+        delete poll_;
+        poll_ = nullptr;
+        throw ErrnoError(Env(), -rc, "uv_poll_init_socket", "packet socket on interface '" + ifname_ + "'");
+      }
+      poll_->data = this;
+    }
+    poll_events_ = want;
+    if (want) {
+      uv_poll_start(poll_, want, PollCb);
+    } else {
+      uv_poll_stop(poll_);
+    }
+    // While the kernel can call us back, JS must not collect this object.
+    if (want && !pinned_) Ref();
+    if (!want && pinned_) Unref();
+    pinned_ = want != 0;
+  }
+
+  void ClosePoll() {
+    if (poll_ == nullptr) return;
+    poll_->data = nullptr;
+    // The handle must outlive uv_close; libuv frees nothing itself.
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    poll_ = nullptr;
+    poll_events_ = 0;
+  }
+
+  static void PollCb(uv_poll_t* handle, int status, int events) {
+    auto* self = static_cast<PacketSocket*>(handle->data);
+    if (self == nullptr || self->fd_ < 0) return;
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    Napi::Object keep_alive = self->Value();  // even if a callback calls close()
+    if (status < 0) {
+      // libuv stops the handle on POLLERR (e.g. ENETDOWN when the link goes
+      // down). Consume the socket error, re-arm, and let the owner read.
+      int err = 0;
+      socklen_t len = sizeof err;
+      getsockopt(self->fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+      uv_poll_start(handle, self->poll_events_, PollCb);
+      events = self->poll_events_ & UV_READABLE;
+    }
+    if ((events & UV_WRITABLE) && !self->on_writable_.IsEmpty()) {
+      Napi::Function cb = self->on_writable_.Value();
+      self->on_writable_.Reset();  // one-shot; cb may re-arm it
+      self->UpdatePoll();
+      self->Invoke(cb, keep_alive);
+    }
+    if ((events & UV_READABLE) && self->fd_ >= 0 && !self->on_readable_.IsEmpty())
+      self->Invoke(self->on_readable_.Value(), keep_alive);
+  }
+
+  void Invoke(Napi::Function cb, Napi::Object recv) {
+    try {
+      cb.MakeCallback(recv, {});
+    } catch (const Napi::Error& e) {
+      // No JS frame below us to catch it: treat like a throwing event listener.
+      napi_fatal_exception(Env(), e.Value());
+    }
+  }
+
+  std::string ifname_;
+  int fd_ = -1;
+  uint32_t rx_slots_ = 0, slot_size_ = 0;
+  uint8_t* rx_ = nullptr;
+  uint32_t* rx_lengths_ = nullptr;
+  double* counters_ = nullptr;
+  Napi::Reference<Napi::Value> rx_ref_, lengths_ref_, counters_ref_;  // keep the memory we write into alive
+  std::vector<struct mmsghdr> rx_msgs_;
+  std::vector<struct iovec> rx_iov_;
+  std::vector<struct sockaddr_ll> rx_addr_;
+  std::vector<struct mmsghdr> tx_msgs_;
+  std::vector<struct iovec> tx_iov_;
+  uv_poll_t* poll_ = nullptr;
+  int poll_events_ = 0;
+  bool pinned_ = false;
+  Napi::FunctionReference on_readable_, on_writable_;
+};
+
+}  // namespace
+
+void InitPacketSocket(Napi::Env env, Napi::Object exports) {
+  exports.Set("PacketSocket", PacketSocket::Define(env));
+  exports.Set("ETH_P_AOE", Napi::Number::New(env, kEthPAoe));
+}
+
+}  // namespace kvblade

@@ -1,0 +1,50 @@
+/**
+ * Loads the kvblade native addon (native/build/Release/kvblade_native.node).
+ * It does only what needs C: raw packet sockets and a few ioctls. The types
+ * below describe the raw addon; use packet-socket.ts / block-device.ts.
+ */
+import * as path from 'path'
+
+/** Raw link facts as read by ioctl on the socket. */
+export interface NativeLink { index: number, mac: Buffer, mtu: number }
+
+/** The addon's socket object; wrapped by PacketSocket. */
+export interface NativePacketSocket {
+  readonly fd: number
+  readonly rx: Buffer
+  readonly rxLengths: Uint32Array
+  /** [rxFrames, rxBatches, txFrames, txBatches, txErrors, kernelDrops], written in place by C++. */
+  readonly counters: Float64Array
+  link (): NativeLink
+  recv (): number
+  send (arena: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number
+  onReadable (cb: () => void): void
+  onWritable (cb: () => void): void
+  stats (): void
+  close (): void
+}
+
+export interface NativeAddon {
+  PacketSocket: new (ifname: string, netns: string, rxSlots: number, slotSize: number,
+    socketBufferBytes: number) => NativePacketSocket
+  ETH_P_AOE: number
+  blkGetSize64 (fd: number): number
+}
+
+/** Compiled JS lives in dist/src/net/; the addon is under native/ at the repo root. */
+export const NATIVE_ADDON_PATH = path.resolve(__dirname, '..', '..', '..', 'native', 'build', 'Release', 'kvblade_native.node')
+
+let addon: NativeAddon | undefined
+
+/** The addon, loaded on first use so that importing this module never fails. */
+export function loadNative (): NativeAddon {
+  if (addon !== undefined) return addon
+  try {
+    addon = require(NATIVE_ADDON_PATH) as NativeAddon
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    const why = e.code === 'MODULE_NOT_FOUND' ? 'it is not built' : `loading failed: ${e.message}`
+    throw new Error(`kvblade native addon ${NATIVE_ADDON_PATH}: ${why}; run make`, { cause: err })
+  }
+  return addon
+}

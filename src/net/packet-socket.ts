@@ -1,0 +1,163 @@
+/**
+ * Raw AoE frames on one interface: an AF_PACKET socket bound to ethertype
+ * 0x88A2, with batched receive and send. The C++ side moves bytes only; all
+ * protocol logic lives in TypeScript.
+ *
+ * Frames are whole Ethernet frames (the caller writes MACs and ethertype).
+ * The socket never hears its own transmissions, not even on `lo`.
+ */
+import { loadNative, type NativePacketSocket } from './native'
+
+export const ETH_P_AOE = 0x88a2
+
+export interface LinkInfo { name: string, index: number, mac: Buffer /* 6 bytes */, mtu: number }
+
+export interface PacketSocketOptions {
+  /** Network namespace file (e.g. '/var/run/netns/foo') to create the socket in; the calling thread returns to its own afterwards. */
+  netns?: string
+  /** Frames per receive batch (1..1024); default 256. */
+  rxSlots?: number
+  /** Bytes per receive slot; default 9216. Must hold MTU+14: longer frames are truncated to it. */
+  slotSize?: number
+  /** SO_RCVBUF(FORCE) and SO_SNDBUF(FORCE); default 32 MiB. */
+  socketBufferBytes?: number
+}
+
+export interface PacketSocketCounters {
+  rxFrames: number
+  rxBatches: number
+  txFrames: number
+  txBatches: number
+  txErrors: number
+  kernelDrops: number
+}
+
+// Index of each counter in the Float64Array the addon writes (see packet_socket.cc).
+const RX_FRAMES = 0
+const RX_BATCHES = 1
+const TX_FRAMES = 2
+const TX_BATCHES = 3
+const TX_ERRORS = 4
+const KERNEL_DROPS = 5
+
+/** Read-only getters over the shared array: reading costs no native call. */
+class LiveCounters implements PacketSocketCounters {
+  constructor (private readonly a: Float64Array) {}
+  get rxFrames (): number { return this.a[RX_FRAMES] }
+  get rxBatches (): number { return this.a[RX_BATCHES] }
+  get txFrames (): number { return this.a[TX_FRAMES] }
+  get txBatches (): number { return this.a[TX_BATCHES] }
+  get txErrors (): number { return this.a[TX_ERRORS] }
+  get kernelDrops (): number { return this.a[KERNEL_DROPS] }
+  [Symbol.for('nodejs.util.inspect.custom')] (): PacketSocketCounters { return this.toJSON() }
+  toJSON (): PacketSocketCounters {
+    return {
+      rxFrames: this.rxFrames,
+      rxBatches: this.rxBatches,
+      txFrames: this.txFrames,
+      txBatches: this.txBatches,
+      txErrors: this.txErrors,
+      kernelDrops: this.kernelDrops
+    }
+  }
+}
+
+export class PacketSocket {
+  /**
+   * Opens and binds a socket on `ifname`. Throws an Error whose .code is the
+   * errno name (ENODEV for an unknown interface, EPERM without CAP_NET_RAW,
+   * ENOENT for a missing netns file) and whose message names the interface.
+   */
+  static open (ifname: string, opts: PacketSocketOptions = {}): PacketSocket {
+    const native = new (loadNative().PacketSocket)(
+      ifname,
+      opts.netns ?? '',
+      opts.rxSlots ?? 256,
+      opts.slotSize ?? 9216,
+      opts.socketBufferBytes ?? 32 * 1024 * 1024
+    )
+    try {
+      return new PacketSocket(ifname, native)
+    } catch (err) {
+      native.close()
+      throw err
+    }
+  }
+
+  readonly rxSlots: number
+  readonly slotSize: number
+  /** rxSlots*slotSize bytes, reused for every batch: frame i starts at i*slotSize. */
+  readonly rx: Buffer
+  /** rxLengths[i] = bytes of frame i from the last recv(). */
+  readonly rxLengths: Uint32Array
+  /** Live view; kernelDrops is brought up to date by stats() and refreshLink(). */
+  readonly counters: PacketSocketCounters
+  private _link: LinkInfo
+  private closed = false
+
+  private constructor (readonly ifname: string, private readonly native: NativePacketSocket) {
+    this.rx = native.rx
+    this.rxLengths = native.rxLengths
+    this.rxSlots = native.rxLengths.length
+    this.slotSize = native.rx.length / this.rxSlots
+    this.counters = new LiveCounters(native.counters)
+    this._link = this.readLink()
+  }
+
+  /** Link facts as of open() or the last refreshLink(). */
+  get link (): LinkInfo { return this._link }
+
+  /** The socket's file descriptor (-1 once closed). */
+  get fd (): number { return this.native.fd }
+
+  /** Re-reads index, MAC and MTU (in the socket's namespace) and refreshes kernelDrops. */
+  refreshLink (): LinkInfo {
+    this._link = this.readLink()
+    this.native.stats()
+    return this._link
+  }
+
+  /** Folds the kernel's drop count into counters.kernelDrops and returns the counters. */
+  stats (): PacketSocketCounters {
+    this.native.stats()
+    return this.counters
+  }
+
+  /** Receives up to rxSlots pending frames in one syscall; 0 when none are pending. */
+  recv (): number {
+    return this.native.recv()
+  }
+
+  /**
+   * Sends frames arena[offsets[j] .. offsets[j]+lengths[j]) for j < count in
+   * as few syscalls as possible. Returns how many frames were consumed: less
+   * than count only when the socket buffer is full (then wait for onWritable
+   * and send the rest). Frames failing for other reasons are skipped and
+   * counted in txErrors. Throws RangeError if a frame lies outside the arena.
+   */
+  send (arena: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number): number {
+    return this.native.send(arena, offsets, lengths, count)
+  }
+
+  /** cb runs on every readability until close(); call recv() until it returns 0. A second call replaces cb. */
+  onReadable (cb: () => void): void {
+    this.native.onReadable(cb)
+  }
+
+  /** cb runs once, the next time the socket is writable. */
+  onWritable (cb: () => void): void {
+    this.native.onWritable(cb)
+  }
+
+  /** Stops polling and closes the socket; safe to call more than once. */
+  close (): void {
+    if (this.closed) return
+    this.closed = true
+    this.native.close()
+  }
+
+  private readLink (): LinkInfo {
+    const l = this.native.link()
+    return { name: this.ifname, index: l.index, mac: l.mac, mtu: l.mtu }
+  }
+}
