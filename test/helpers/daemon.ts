@@ -1,0 +1,66 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import path from 'node:path'
+
+export const REPO = path.resolve(__dirname, '../../..')
+export const KVBLADE = path.join(REPO, 'bin/kvblade')
+
+/**
+ * The real daemon as a child process (`bin/kvblade start ...`), with its stderr kept for
+ * assertions. Ready once the CLI logs that it is serving (DEBUG=kvblade:cli).
+ */
+export class Daemon {
+  stderr = ''
+  exit: { code: number | null, signal: NodeJS.Signals | null } | null = null
+  private readonly exited: Promise<void>
+
+  private constructor (readonly child: ChildProcess) {
+    child.stderr!.setEncoding('utf8')
+    child.stderr!.on('data', (chunk: string) => { this.stderr += chunk })
+    this.exited = new Promise(resolve => child.on('exit', (code, signal) => {
+      this.exit = { code, signal }
+      resolve()
+    }))
+  }
+
+  static spawn (args: string[], env: NodeJS.ProcessEnv = {}): Daemon {
+    const child = spawn(process.execPath, [KVBLADE, ...args], {
+      env: { ...process.env, DEBUG: 'kvblade:*', DEBUG_COLORS: '0', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    return new Daemon(child)
+  }
+
+  /** Starts `kvblade start ARGS` and waits until it serves (or fails). */
+  static async start (args: string[], env: NodeJS.ProcessEnv = {}): Promise<Daemon> {
+    const d = Daemon.spawn(['start', ...args], env)
+    await d.waitFor(/serving \d+ targets/, 20_000)
+    return d
+  }
+
+  get alive (): boolean {
+    return this.exit === null
+  }
+
+  /** Waits for a line on stderr; throws with the daemon's output if it exits first. */
+  async waitFor (pattern: RegExp, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    while (!pattern.test(this.stderr)) {
+      if (!this.alive) throw new Error(`kvblade exited (${JSON.stringify(this.exit)}) before ${pattern}: ${this.stderr}`)
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}: ${this.stderr}`)
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+  }
+
+  /** Waits for the process to end by itself. */
+  async wait (timeoutMs = 20_000): Promise<{ code: number | null, signal: NodeJS.Signals | null }> {
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs)
+    await this.exited
+    clearTimeout(timer)
+    return this.exit!
+  }
+
+  async stop (signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null, signal: NodeJS.Signals | null }> {
+    if (this.alive) this.child.kill(signal)
+    return await this.wait()
+  }
+}
