@@ -15,8 +15,6 @@ const OFF_SECTORS = 26
 const OFF_CMD = 27
 const OFF_LBA = 28
 
-const LBA28_MASK = 0x0fffffff
-
 export interface AtaRequest {
   aflags: number
   /** Feature register (request) / error register (reply). */
@@ -24,7 +22,11 @@ export interface AtaRequest {
   sectorCount: number
   /** ATA command (request) / status (reply). */
   command: number
-  /** LBA: 28 bits unless the E flag says LBA48 (the device-register nibble is masked off). */
+  /**
+   * The six LBA bytes as a 48-bit number, as they came. How many bits count depends on the
+   * command (LBA28 commands carry the device register in the top nibble of LBA3), which
+   * the ATA handler decides — as vblade does, by command rather than by the E flag.
+   */
   lba: number
   /** Offset of the data area within the buffer. */
   dataOffset: number
@@ -52,8 +54,7 @@ export function decodeAta (buf: Buffer, base: number, length: number, out: AtaRe
   out.feature = buf[base + OFF_FEATURE]
   out.sectorCount = buf[base + OFF_SECTORS]
   out.command = buf[base + OFF_CMD]
-  const raw = readLba48(buf, base + OFF_LBA)
-  out.lba = (out.aflags & AFLAG_LBA48) !== 0 ? raw : raw % 0x100000000 & LBA28_MASK
+  out.lba = readLba48(buf, base + OFF_LBA)
   out.dataOffset = base + ATA_HEADER_LENGTH
   out.dataLength = length - ATA_HEADER_LENGTH
   return true

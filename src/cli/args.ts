@@ -38,12 +38,8 @@ export function parseArgs (argv: string[]): Invocation {
   const [command, ...rest] = argv
   if (command === '--help' || command === '-h' || command === 'help') return { command: 'help' }
   if (command === '--version' || command === '-V') return { command: 'version' }
-  if (rest.includes('--help') || rest.includes('-h')) {
-    const dashdash = rest.indexOf('--')
-    const help = rest.findIndex(a => a === '--help' || a === '-h')
-    if (dashdash < 0 || help < dashdash) return { command: 'help' }
-  }
   if (command === 'start') {
+    if (rest.includes('--help') || rest.includes('-h')) return { command: 'help' }
     let mount: string | null = DEFAULT_MOUNT
     const adds: string[] = []
     let bufferCount: number | undefined
@@ -68,6 +64,8 @@ export function parseArgs (argv: string[]): Invocation {
     let mount = DEFAULT_MOUNT
     let i = 0
     for (; i < rest.length && rest[i] !== '--'; i++) {
+      // Options end at the command: `kvblade sysfs kvadd --help` runs `kvadd --help`.
+      if (rest[i] === '--help' || rest[i] === '-h') return { command: 'help' }
       if (rest[i] === '--mount') mount = value(rest, i++, '--mount')
       else if (rest[i].startsWith('--mount=')) mount = rest[i].slice(8)
       else break

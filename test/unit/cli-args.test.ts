@@ -1,0 +1,91 @@
+/** `kvblade` command-line parsing (the usage text in src/cli/args.ts is the spec). */
+import t from 'tap'
+import { DEFAULT_MOUNT, USAGE, UsageError, parseArgs, type Invocation } from '../../src/cli/args'
+
+t.test('default mount point', t => {
+  t.equal(DEFAULT_MOUNT, '/mnt/kvblade')
+  t.match(USAGE, /kvblade start/)
+  t.match(USAGE, /kvblade sysfs/)
+  t.end()
+})
+
+t.test('valid invocations', t => {
+  const cases: Array<{ argv: string[], want: Invocation }> = [
+    { argv: ['--help'], want: { command: 'help' } },
+    { argv: ['-h'], want: { command: 'help' } },
+    { argv: ['help'], want: { command: 'help' } },
+    { argv: ['--version'], want: { command: 'version' } },
+    { argv: ['-V'], want: { command: 'version' } },
+    { argv: ['start', '--help'], want: { command: 'help' } },
+    { argv: ['start', '--add', '1 2 eth0 /d', '-h'], want: { command: 'help' } },
+    { argv: ['sysfs', '--help'], want: { command: 'help' } },
+    { argv: ['sysfs', '-h', '--', 'ls'], want: { command: 'help' } },
+
+    { argv: ['start'], want: { command: 'start', mount: '/mnt/kvblade', adds: [], bufferCount: undefined } },
+    { argv: ['start', '--mount', '/srv/kv'], want: { command: 'start', mount: '/srv/kv', adds: [], bufferCount: undefined } },
+    { argv: ['start', '--mount=/srv/kv'], want: { command: 'start', mount: '/srv/kv', adds: [], bufferCount: undefined } },
+    { argv: ['start', '--no-mount'], want: { command: 'start', mount: null, adds: [], bufferCount: undefined } },
+    { argv: ['start', '--no-mount', '--mount', '/x'], want: { command: 'start', mount: '/x', adds: [], bufferCount: undefined } },
+    { argv: ['start', '--mount', '/x', '--no-mount'], want: { command: 'start', mount: null, adds: [], bufferCount: undefined } },
+    {
+      argv: ['start', '--add', '1 2 eth0 /a', '--add=3 4 eth1 /b', '--add', '5 6 lo /c'],
+      want: { command: 'start', mount: '/mnt/kvblade', adds: ['1 2 eth0 /a', '3 4 eth1 /b', '5 6 lo /c'], bufferCount: undefined },
+    },
+    { argv: ['start', '--bufcnt', '2'], want: { command: 'start', mount: '/mnt/kvblade', adds: [], bufferCount: 2 } },
+    { argv: ['start', '--bufcnt=64'], want: { command: 'start', mount: '/mnt/kvblade', adds: [], bufferCount: 64 } },
+    { argv: ['start', '--bufcnt', '65535'], want: { command: 'start', mount: '/mnt/kvblade', adds: [], bufferCount: 65535 } },
+    {
+      argv: ['start', '--no-mount', '--bufcnt', '16', '--add', '0 0 lo /tmp/x'],
+      want: { command: 'start', mount: null, adds: ['0 0 lo /tmp/x'], bufferCount: 16 },
+    },
+
+    { argv: ['sysfs', '--', 'kvstat'], want: { command: 'sysfs', mount: '/mnt/kvblade', argv: ['kvstat'] } },
+    { argv: ['sysfs', 'kvadd', '1', '2', 'eth0', '/d'], want: { command: 'sysfs', mount: '/mnt/kvblade', argv: ['kvadd', '1', '2', 'eth0', '/d'] } },
+    { argv: ['sysfs', '--mount', '/m', '--', 'sh', '-c', 'ls /sys/kvblade'], want: { command: 'sysfs', mount: '/m', argv: ['sh', '-c', 'ls /sys/kvblade'] } },
+    { argv: ['sysfs', '--mount=/m', 'kvstat'], want: { command: 'sysfs', mount: '/m', argv: ['kvstat'] } },
+    { argv: ['sysfs', '--', 'grep', '--help'], want: { command: 'sysfs', mount: '/mnt/kvblade', argv: ['grep', '--help'] } },
+    { argv: ['sysfs', 'kvadd', '--help'], want: { command: 'sysfs', mount: '/mnt/kvblade', argv: ['kvadd', '--help'] } },
+    { argv: ['sysfs', '--', 'cmd', '--mount', '/z'], want: { command: 'sysfs', mount: '/mnt/kvblade', argv: ['cmd', '--mount', '/z'] } },
+    { argv: ['sysfs', '--', '--', 'x'], want: { command: 'sysfs', mount: '/mnt/kvblade', argv: ['--', 'x'] } },
+  ]
+  for (const c of cases) t.same(parseArgs(c.argv), c.want, c.argv.join(' ') || '(none)')
+  t.end()
+})
+
+t.test('usage errors', t => {
+  const cases: Array<{ argv: string[], message: RegExp }> = [
+    { argv: [], message: /no command/ },
+    { argv: ['stop'], message: /unknown command/ },
+    { argv: ['--bogus'], message: /unknown command/ },
+    { argv: ['start', '--bogus'], message: /unknown option/ },
+    { argv: ['start', 'extra'], message: /unknown option/ },
+    { argv: ['start', '--mount'], message: /--mount needs a value/ },
+    { argv: ['start', '--mount='], message: /--mount needs a directory/ },
+    { argv: ['start', '--mount', ''], message: /--mount needs a directory/ },
+    { argv: ['start', '--add'], message: /--add needs a value/ },
+    { argv: ['start', '--bufcnt'], message: /--bufcnt needs a value/ },
+    { argv: ['start', '--bufcnt', 'lots'], message: /takes a number/ },
+    { argv: ['start', '--bufcnt='], message: /takes a number/ },
+    { argv: ['start', '--bufcnt', '-5'], message: /takes a number/ },
+    { argv: ['start', '--bufcnt', '1.5'], message: /takes a number/ },
+    { argv: ['start', '--bufcnt', '0x10'], message: /takes a number/ },
+    { argv: ['start', '--bufcnt', '0'], message: /2-65535/ },
+    { argv: ['start', '--bufcnt', '1'], message: /2-65535/ },
+    { argv: ['start', '--bufcnt=65536'], message: /2-65535/ },
+    { argv: ['sysfs'], message: /needs a command/ },
+    { argv: ['sysfs', '--'], message: /needs a command/ },
+    { argv: ['sysfs', '--mount', '/m'], message: /needs a command/ },
+    { argv: ['sysfs', '--mount'], message: /--mount needs a value/ },
+  ]
+  for (const c of cases) {
+    let caught: unknown
+    try {
+      parseArgs(c.argv)
+    } catch (err) {
+      caught = err
+    }
+    t.ok(caught instanceof UsageError, `${JSON.stringify(c.argv)} throws a UsageError`)
+    t.match(caught instanceof Error ? caught.message : '', c.message, `${JSON.stringify(c.argv)}: ${String(c.message)}`)
+  }
+  t.end()
+})
