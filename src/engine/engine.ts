@@ -3,7 +3,9 @@ import { ControlError } from '../control/errors'
 import { MAJOR_LINUX_REFUSES, targetName, type AddCommand, type TargetAddress } from '../control/command'
 import type { Control, InterfaceStats, TargetInfo } from '../control/control'
 import { isIdentifyText, MODEL_LENGTH, SERIAL_LENGTH } from '../ata/identify'
-import { BackingStore, type BackingIo } from '../store/backing-store'
+import { BackingStore } from '../store/backing-store'
+import type { DiskEngine } from '../store/disk-engine'
+import { openDiskEngine } from '../store/open-disk-engine'
 import { AddressState } from './address-state'
 import { Port } from './port'
 import { Target } from './target'
@@ -15,8 +17,8 @@ export interface EngineOptions {
   bufferCount?: number
   /** Open interfaces inside this network namespace (tests). */
   netns?: string
-  /** Disk I/O (tests substitute slow or failing I/O). */
-  io?: BackingIo
+  /** How disk I/O is done: default io_uring where the kernel allows it, else the thread pool. */
+  disk?: DiskEngine
   /** Where warnings go (the CLI prints them on stderr). */
   warn?: (message: string) => void
 }
@@ -35,6 +37,7 @@ export class Engine implements Control {
   /** Control commands run one at a time, in order, as sysfs writes to one module would. */
   private commands: Promise<unknown> = Promise.resolve()
   private readonly bufferCount: number
+  private readonly disk: DiskEngine
   private readonly warn: (message: string) => void
   private closed = false
 
@@ -44,6 +47,7 @@ export class Engine implements Control {
       throw new RangeError(`buffer count must be 2-65535 (the Linux initiator cannot use fewer than 2), got ${this.bufferCount}`)
     }
     this.warn = options.warn ?? (msg => debug('warning: %s', msg))
+    this.disk = options.disk ?? openDiskEngine()
   }
 
   private exclusive<T> (command: () => Promise<T>): Promise<T> {
@@ -60,7 +64,7 @@ export class Engine implements Control {
 
   private async openStore (path: string): Promise<BackingStore> {
     try {
-      return await BackingStore.open(path, this.options.io)
+      return await BackingStore.open(path, this.disk)
     } catch (err) {
       throw new ControlError('ENOENT', (err as Error).message)
     }
@@ -70,7 +74,7 @@ export class Engine implements Control {
     let port = this.ports.get(ifname)
     if (port !== undefined) return port
     try {
-      port = Port.open(ifname, { bufferCount: this.bufferCount, netns: this.options.netns })
+      port = Port.open(ifname, { bufferCount: this.bufferCount, netns: this.options.netns, disk: this.disk })
     } catch (err) {
       const e = err as NodeJS.ErrnoException
       if (e.code === 'ENODEV' || e.code === 'ENXIO') throw new ControlError('ENOENT', `no interface ${ifname}`)
@@ -185,5 +189,6 @@ export class Engine implements Control {
     const stores = [...this.targets.values()].map(t => t.store)
     this.targets.clear()
     await Promise.all(stores.map(s => s.close()))
+    this.disk.close()
   }
 }

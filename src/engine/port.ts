@@ -12,6 +12,7 @@ import { macFromBuffer } from '../aoe/mac'
 import { AtaStep, completeAta, emptyAtaPlan, planAta } from '../ata/handler'
 import { BlockRequest } from '../store/backing-store'
 import { IoKind } from '../store/ordering'
+import type { DiskEngine } from '../store/disk-engine'
 import { PacketSocket } from '../net/packet-socket'
 import type { InterfaceStats } from '../control/control'
 import { FIRMWARE_VERSION, type Target } from './target'
@@ -39,6 +40,8 @@ export interface PortOptions {
   bufferCount: number
   /** Socket options, for tests (e.g. a network namespace). */
   netns?: string
+  /** Told to submit after each receive batch, so a batch's disk requests go in one call. */
+  disk: DiskEngine
 }
 
 /** A disk request and its reply slot; one per slot, reused. */
@@ -156,6 +159,9 @@ export class Port {
       for (let i = 0; i < n; i++) this.handleFrame(socket.rx, i * slotSize, lengths[i])
       if (n < socket.rxSlots) break
     }
+    // Disk requests of the whole batch go to the kernel together; those that complete at
+    // once (page-cache hits with io_uring) are answered in the same send batch.
+    this.options.disk.kick()
     this.flush()
   }
 

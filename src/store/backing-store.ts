@@ -2,27 +2,12 @@ import fs from 'node:fs'
 import createDebug from 'debug'
 import { blockDeviceSize } from '../net/block-device'
 import { IoKind, OrderedScheduler, type ScheduledIo } from './ordering'
+import type { DiskEngine } from './disk-engine'
 
 const debug = createDebug('kvblade:store')
 
 export const SECTOR_SIZE = 512
 const IO_NAMES = ['read', 'write', 'flush']
-
-/** The asynchronous calls a store makes; tests substitute slow or failing ones. */
-export interface BackingIo {
-  read (fd: number, buffer: Buffer, offset: number, length: number, position: number,
-    cb: (err: NodeJS.ErrnoException | null, bytes: number) => void): void
-  write (fd: number, buffer: Buffer, offset: number, length: number, position: number,
-    cb: (err: NodeJS.ErrnoException | null, bytes: number) => void): void
-  fdatasync (fd: number, cb: (err: NodeJS.ErrnoException | null) => void): void
-}
-
-/** libuv's thread pool: many requests in flight, the event loop never waits on the disk. */
-export const nodeFsIo: BackingIo = {
-  read: (fd, buffer, offset, length, position, cb) => fs.read(fd, buffer, offset, length, position, cb),
-  write: (fd, buffer, offset, length, position, cb) => fs.write(fd, buffer, offset, length, position, cb),
-  fdatasync: (fd, cb) => fs.fdatasync(fd, cb),
-}
 
 /**
  * One disk request. The packet loop keeps a fixed set of these and reuses them, so the
@@ -100,13 +85,13 @@ export class BackingStore implements BackingStoreInfo {
     readonly fd: number,
     readonly size: number,
     readonly bdev: string,
-    private readonly io: BackingIo,
+    private readonly disk: DiskEngine,
   ) {
     this.scheduler = new OrderedScheduler(req => this.startTransfer(req))
   }
 
   /** Opens a backing path; fails with ENOENT-style errors naming the cause. */
-  static async open (path: string, io: BackingIo = nodeFsIo): Promise<BackingStore> {
+  static async open (path: string, disk: DiskEngine): Promise<BackingStore> {
     let st: fs.Stats
     try {
       st = await fs.promises.stat(path)
@@ -130,7 +115,7 @@ export class BackingStore implements BackingStoreInfo {
       if (size === 0) throw storeError('ENOENT', `${path} has no whole sector to export (size ${bytes})`)
       const bdev = fst.isBlockDevice() ? `${devMajor(fst.rdev)}:${devMinor(fst.rdev)}` : '0:0'
       debug('opened %s: %d bytes, bdev %s', path, size, bdev)
-      return new BackingStore(path, fd, size, bdev, io)
+      return new BackingStore(path, fd, size, bdev, disk)
     } catch (err) {
       fs.closeSync(fd)
       throw err
@@ -160,13 +145,12 @@ export class BackingStore implements BackingStoreInfo {
   }
 
   private startTransfer (req: BlockRequest): void {
-    if (req.kind === IoKind.Flush) this.io.fdatasync(this.fd, req.onSync)
-    else this.continueTransfer(req, 0)
+    if (req.kind === IoKind.Flush) this.disk.sync(this.fd, req)
+    else this.disk.transfer(this.fd, req, 0)
   }
 
   /** @internal */ continueTransfer (req: BlockRequest, done: number): void {
-    const op = req.kind === IoKind.Read ? this.io.read : this.io.write
-    op(this.fd, req.buffer, req.bufferOffset + done, req.length - done, req.offset + done, req.onTransfer)
+    this.disk.transfer(this.fd, req, done)
   }
 
   /** @internal */ finish (req: BlockRequest, err: NodeJS.ErrnoException | null): void {

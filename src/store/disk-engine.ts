@@ -1,0 +1,16 @@
+import type { BlockRequest } from './backing-store'
+
+/**
+ * How a store's requests reach the disk. Two engines: io_uring (batched submission,
+ * page-cache hits complete during the submit call, no thread hand-offs) and libuv's
+ * thread pool (everywhere, and what tests wrap to make a disk slow or failing).
+ */
+export interface DiskEngine {
+  /** Reads or writes req from byte `done` on; completion calls req.onTransfer(err, bytes). */
+  transfer (fd: number, req: BlockRequest, done: number): void
+  /** fdatasync; completion calls req.onSync(err). */
+  sync (fd: number, req: BlockRequest): void
+  /** Hands queued requests to the kernel now; the packet loop calls it after each batch. */
+  kick (): void
+  close (): void
+}

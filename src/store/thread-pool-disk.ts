@@ -1,0 +1,40 @@
+import fs from 'node:fs'
+import type { BlockRequest } from './backing-store'
+import type { DiskEngine } from './disk-engine'
+import { IoKind } from './ordering'
+
+/** The asynchronous calls the thread-pool engine makes; tests substitute slow or failing ones. */
+export interface BackingIo {
+  read (fd: number, buffer: Buffer, offset: number, length: number, position: number,
+    cb: (err: NodeJS.ErrnoException | null, bytes: number) => void): void
+  write (fd: number, buffer: Buffer, offset: number, length: number, position: number,
+    cb: (err: NodeJS.ErrnoException | null, bytes: number) => void): void
+  fdatasync (fd: number, cb: (err: NodeJS.ErrnoException | null) => void): void
+}
+
+export const nodeFsIo: BackingIo = {
+  read: (fd, buffer, offset, length, position, cb) => fs.read(fd, buffer, offset, length, position, cb),
+  write: (fd, buffer, offset, length, position, cb) => fs.write(fd, buffer, offset, length, position, cb),
+  fdatasync: (fd, cb) => fs.fdatasync(fd, cb),
+}
+
+/**
+ * Disk I/O in libuv's thread pool: every request is its own pread/pwrite on a pool
+ * thread, so nothing waits for anything else, at the cost of two thread hand-offs each.
+ */
+export class ThreadPoolDisk implements DiskEngine {
+  constructor (private readonly io: BackingIo = nodeFsIo) {}
+
+  transfer (fd: number, req: BlockRequest, done: number): void {
+    const op = req.kind === IoKind.Read ? this.io.read : this.io.write
+    op(fd, req.buffer, req.bufferOffset + done, req.length - done, req.offset + done, req.onTransfer)
+  }
+
+  sync (fd: number, req: BlockRequest): void {
+    this.io.fdatasync(fd, req.onSync)
+  }
+
+  kick (): void {}
+
+  close (): void {}
+}
