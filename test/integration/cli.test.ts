@@ -53,6 +53,18 @@ if (unavailable !== null) {
     }
   })
 
+  t.test('shelf 4095 is accepted with a warning (the Linux initiator refuses it)', async t => {
+    const net = await TestNetwork.create(1)
+    t.teardown(() => net.destroy())
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvblade-cli-'))
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const img = path.join(dir, 'a.img')
+    fs.writeFileSync(img, Buffer.alloc(1 << 20))
+    const d = await Daemon.start(['--no-mount', '--add', `4095 0 ${net.links[0].target} ${img}`])
+    t.match(d.stderr, /^kvblade: warning: shelf 4095 .* refused by the Linux aoe initiator/m)
+    t.same(await d.stop(), { code: 0, signal: null })
+  })
+
   t.test('SIGINT and SIGTERM stop the daemon cleanly; an add is announced', async t => {
     const net = await TestNetwork.create(1)
     t.teardown(() => net.destroy())

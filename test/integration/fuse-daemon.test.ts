@@ -1,0 +1,78 @@
+// The real daemon (`bin/kvblade start --mount DIR`) with the real engine on the loopback
+// interface: the control plane works end to end, SIGTERM unmounts it, and after a SIGKILL
+// the next daemon recovers the stale mount.
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { existsSync, truncateSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { exec, fuseSkipReason, isMountPoint, kvstatLine, REPO, removeDir, SCRIPTS, sh, tempDir } from '../helpers/fuse-harness'
+
+const CLI = join(REPO, 'bin', 'kvblade')
+const built = existsSync(join(REPO, 'dist', 'src', 'cli', 'main.js')) && existsSync(join(REPO, 'dist', 'src', 'engine', 'engine.js'))
+const reason = fuseSkipReason() ?? (built ? undefined : 'the daemon is not built (dist/src/cli/main.js, dist/src/engine/engine.js)')
+if (reason !== undefined) {
+  process.stderr.write(`\n*** SKIPPING the daemon control-plane integration test: ${reason} ***\n\n`)
+  t.skip(`kvblade daemon with its control plane: SKIPPED because ${reason}`, () => {})
+} else {
+  const work = tempDir('fuse-daemon')
+  const mnt = join(work, 'kvblade')
+  const img = join(work, 'disk.img')
+  writeFileSync(img, '')
+  truncateSync(img, 64 << 20) // 131072 sectors
+  const daemons: ChildProcess[] = []
+  t.teardown(async () => {
+    for (const d of daemons) if (d.exitCode === null && d.signalCode === null) d.kill('SIGKILL')
+    if (isMountPoint(mnt)) await exec('fusermount', ['-uz', mnt])
+    removeDir(work)
+  })
+
+  /** Starts the daemon and waits until the control plane answers. */
+  async function start (): Promise<{ proc: ChildProcess, log: () => string, exited: Promise<number | null> }> {
+    const proc = spawn(process.execPath, [CLI, 'start', '--mount', mnt, '--add', `9 0 lo ${img}`], { stdio: ['ignore', 'pipe', 'pipe'] })
+    daemons.push(proc)
+    let log = ''
+    proc.stdout!.on('data', d => { log += String(d) })
+    proc.stderr!.on('data', d => { log += String(d) })
+    const exited = new Promise<number | null>(resolve => proc.on('exit', code => resolve(code)))
+    for (let i = 0; i < 200; i++) {
+      if (proc.exitCode !== null) throw new Error(`daemon exited: ${log}`)
+      if (isMountPoint(mnt) && (await sh('[ -d "$1/9.0@lo" ]', [mnt])).code === 0) return { proc, log: () => log, exited }
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    throw new Error(`daemon did not come up: ${log}`)
+  }
+
+  t.test('end to end with the engine', async t => {
+    const d = await start()
+    t.equal((await sh('cat "$1/9.0@lo/scnt" "$1/9.0@lo/bdev" "$1/9.0@lo/bpath"', [mnt])).stdout, `131072\n0:0\n${img}\n`)
+    t.equal((await sh('echo 9 1 lo "$2" >"$1/add"', [mnt, img])).code, 0, 'add through the engine')
+    const dup = await exec('/bin/bash', ['-c', 'echo 9 1 lo "$2" >"$1/add"', 'bash', mnt, img])
+    t.match(dup.stderr, /File exists/, 'EEXIST from the engine')
+    const bad = await exec('/bin/bash', ['-c', 'echo 9 2 nosuchif0 "$2" >"$1/add"', 'bash', mnt, img])
+    t.match(bad.stderr, /No such file or directory/, 'ENOENT for an unknown interface')
+    t.equal((await sh('echo "Test Model" >"$1/9.1@lo/model"; cat "$1/9.1@lo/model"', [mnt])).stdout, 'Test Model\n')
+    const r = await exec(join(SCRIPTS, 'kvstat'), ['-d', mnt], { env: { ...process.env, LC_ALL: 'C' } })
+    t.equal(r.stdout, kvstatLine('9.0', 'lo', 131072, img) + kvstatLine('9.1', 'lo', 131072, img), 'kvstat')
+    t.match((await sh('cat "$1/stat"', [mnt])).stdout, /^lo( \d+){6}\n/m, 'interface counters')
+    t.match((await sh('cat "$1/9.0@lo/stat"', [mnt])).stdout, /^( *\d+){8}\n$/, 'target counters')
+    t.equal((await sh('echo 9 1 lo >"$1/del"', [mnt])).code, 0, 'del through the engine')
+    t.notOk((await sh('ls "$1"', [mnt])).stdout.includes('9.1@lo'))
+    d.proc.kill('SIGTERM')
+    t.equal(await d.exited, 0, 'SIGTERM: clean exit')
+    t.notOk(isMountPoint(mnt), 'and the control plane is unmounted')
+  })
+
+  t.test('a SIGKILLed daemon leaves a stale mount the next one recovers', async t => {
+    const d1 = await start()
+    d1.proc.kill('SIGKILL')
+    await d1.exited
+    t.ok(isMountPoint(mnt), 'stale mount left behind')
+    const d2 = await start()
+    t.match(d2.log(), /recovering the stale control plane/)
+    t.equal((await sh('cat "$1/9.0@lo/scnt"', [mnt])).stdout, '131072\n')
+    d2.proc.kill('SIGTERM')
+    t.equal(await d2.exited, 0)
+    t.notOk(isMountPoint(mnt))
+  })
+}
