@@ -6,7 +6,7 @@ export DEBIAN_FRONTEND := noninteractive
 
 # What the daemon needs at run time, and what the tests and benchmarks add to it.
 RUNTIME_DEBS := libfuse2 fuse bc iproute2 python3 make g++
-TEST_DEBS := aoetools vblade tshark qemu-system-x86 busybox-static ipxe
+TEST_DEBS := aoetools vblade tshark qemu-system-x86 busybox-static ipxe e2fsprogs
 
 NATIVE := native/build/Release/kvblade_native.node
 # Build against the Node headers the machine has (Debian's nodejs ships them in /usr)
