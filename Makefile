@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export DEBIAN_FRONTEND := noninteractive
 
 # What the daemon needs at run time, and what the tests and benchmarks add to it.
-RUNTIME_DEBS := libfuse2 fuse bc iproute2 python3 make g++
+RUNTIME_DEBS := libfuse2 fuse bc iproute2 python3 make g++ liburing-dev
 TEST_DEBS := aoetools vblade tshark qemu-system-x86 busybox-static ipxe e2fsprogs
 
 NATIVE := native/build/Release/kvblade_native.node
@@ -38,7 +38,7 @@ node_modules/.package-lock.json: package.json package-lock.json | deps
 	npm ci --no-audit --no-fund
 	@touch $@
 
-$(NATIVE): node_modules/.package-lock.json native/binding.gyp $(wildcard native/src/*.cc native/src/*.h)
+$(NATIVE): node_modules/.package-lock.json native/binding.gyp $(wildcard native/src/*.cc native/src/*.h) | deps
 	cd native && ../node_modules/.bin/node-gyp rebuild --silent $(if $(NODEDIR),--nodedir=$(NODEDIR))
 	@test -f $@
 

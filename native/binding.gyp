@@ -9,8 +9,10 @@
         "src/addon.cc",
         "src/errors.cc",
         "src/packet_socket.cc",
-        "src/block_device.cc"
+        "src/block_device.cc",
+        "src/disk_ring.cc"
       ],
+      "libraries": ["-luring"],
       # include_dir is relative to the cwd, which gyp sets to this directory
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE"],

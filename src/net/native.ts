@@ -1,6 +1,6 @@
 /**
  * Loads the kvblade native addon (native/build/Release/kvblade_native.node).
- * It does only what needs C: raw packet sockets and a few ioctls. The types
+ * It does only what needs C: raw packet sockets, a few ioctls, io_uring. The types
  * below describe the raw addon; use packet-socket.ts / block-device.ts.
  */
 import * as path from 'path'
@@ -24,11 +24,28 @@ export interface NativePacketSocket {
   close (): void
 }
 
+/** The addon's io_uring object; wrapped by DiskRing (src/store/disk-ring.ts). */
+export interface NativeDiskRing {
+  /** capacity rows of [op, fd, arenaId, arenaOffset, length, position], read by submit(). */
+  readonly ops: Float64Array
+  readonly tags: Uint32Array
+  readonly doneTags: Uint32Array
+  readonly doneResults: Int32Array
+  /** [submitted, completed, submitCalls, inFlight], written in place by C++. */
+  readonly counters: Float64Array
+  registerArena (buf: Uint8Array): number
+  submit (count: number): number
+  reap (): number
+  onComplete (cb: () => void): void
+  close (): void
+}
+
 export interface NativeAddon {
   PacketSocket: new (ifname: string, netns: string, rxSlots: number, slotSize: number,
     socketBufferBytes: number) => NativePacketSocket
   ETH_P_AOE: number
   blkGetSize64 (fd: number): number
+  DiskRing: new (entries: number) => NativeDiskRing
 }
 
 /** Compiled JS lives in dist/src/net/; the addon is under native/ at the repo root. */

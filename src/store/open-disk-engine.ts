@@ -1,11 +1,27 @@
 import createDebug from 'debug'
 import type { DiskEngine } from './disk-engine'
+import { RingDisk } from './ring-disk'
 import { ThreadPoolDisk } from './thread-pool-disk'
 
 const debug = createDebug('kvblade:store')
 
-/** The best disk engine this kernel allows. */
-export function openDiskEngine (): DiskEngine {
+export type DiskEngineKind = 'auto' | 'uring' | 'threads'
+
+/**
+ * io_uring where the kernel allows it (it may be disabled by sysctl or seccomp), else
+ * libuv's thread pool. KVBLADE_DISK=uring|threads forces one (benchmarks, diagnosis).
+ */
+export function openDiskEngine (kind: DiskEngineKind = (process.env.KVBLADE_DISK as DiskEngineKind | undefined) ?? 'auto'): DiskEngine {
+  if (kind !== 'threads') {
+    try {
+      const ring = RingDisk.open()
+      debug('disk I/O: io_uring')
+      return ring
+    } catch (err) {
+      if (kind === 'uring') throw err
+      debug('disk I/O: io_uring unavailable (%s), using the thread pool', (err as Error).message)
+    }
+  }
   debug('disk I/O: libuv thread pool')
   return new ThreadPoolDisk()
 }

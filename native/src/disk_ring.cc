@@ -1,0 +1,376 @@
+// Batched disk I/O on io_uring (liburing). JS fills submission rows in a
+// shared Float64Array, submit() turns them into SQEs with one io_uring_enter,
+// reap() copies completions into shared arrays: one boundary crossing per
+// batch, never per request, and no allocation on either path.
+//
+// Memory safety: the kernel reads/writes JS memory asynchronously, so every
+// arena a request may touch is held by a strong reference until close(), and
+// close() (or the destructor) waits for all in-flight requests to finish
+// before tearing the ring down.
+#include "common.h"
+
+#include <liburing.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <vector>
+
+namespace kvblade {
+namespace {
+
+// Layout of the shared arrays (mirrored in src/store/disk-ring.ts).
+enum Op { kRead = 0, kWrite = 1, kFdatasync = 2 };
+enum Col { kColOp, kColFd, kColArena, kColOffset, kColLength, kColPosition, kRowWidth };
+enum Counter { kSubmitted, kCompleted, kSubmitCalls, kInFlight, kNumCounters };
+
+constexpr uint32_t kMaxEntries = 4096;
+constexpr double kMaxPosition = 9007199254740992.0;  // 2^53: exact in a double
+// JS tags are 32 bits; anything above marks our own requests (cancel, and
+// liburing's internal timeouts), which reap() never reports.
+constexpr uint64_t kInternalData = uint64_t{1} << 32;
+
+bool IsUint(double v, double max) { return v >= 0 && v <= max && v == std::floor(v); }
+
+struct Arena {
+  uint8_t* data;
+  size_t size;
+  Napi::Reference<Napi::Value> ref;  // keeps the memory alive while the kernel may touch it
+};
+
+class DiskRing : public Napi::ObjectWrap<DiskRing> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeDiskRing",
+                       {
+                           InstanceMethod<&DiskRing::RegisterArena>("registerArena"),
+                           InstanceMethod<&DiskRing::Submit>("submit"),
+                           InstanceMethod<&DiskRing::Reap>("reap"),
+                           InstanceMethod<&DiskRing::OnComplete>("onComplete"),
+                           InstanceMethod<&DiskRing::Close>("close"),
+                       });
+  }
+
+  // new NativeDiskRing(entries). Sets this.ops (Float64Array, entries*6),
+  // this.tags, this.doneTags (Uint32Array), this.doneResults (Int32Array),
+  // this.counters (Float64Array).
+  explicit DiskRing(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DiskRing>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "NativeDiskRing(entries): entries must be a number");
+    double e = info[0].As<Napi::Number>().DoubleValue();
+    if (!IsUint(e, kMaxEntries) || e < 1 || (static_cast<uint32_t>(e) & (static_cast<uint32_t>(e) - 1)) != 0)
+      throw Napi::RangeError::New(env, "DiskRing entries must be a power of two in [1, 4096]");
+    capacity_ = static_cast<uint32_t>(e);
+
+    // Default flags only: works on every io_uring kernel, and completions are
+    // posted without needing us to enter the kernel (unlike COOP_TASKRUN),
+    // which the eventfd wake-up relies on.
+    int rc = io_uring_queue_init(capacity_, &ring_, 0);
+    if (rc < 0) throw ErrnoError(env, -rc, "io_uring_queue_init", "io_uring with " + std::to_string(capacity_) + " entries");
+    open_ = true;
+
+    Napi::Float64Array ops = Napi::Float64Array::New(env, size_t{capacity_} * kRowWidth);
+    Napi::Uint32Array tags = Napi::Uint32Array::New(env, capacity_);
+    Napi::Uint32Array done_tags = Napi::Uint32Array::New(env, capacity_);
+    Napi::Int32Array done_results = Napi::Int32Array::New(env, capacity_);
+    Napi::Float64Array counters = Napi::Float64Array::New(env, kNumCounters);
+    ops_ = ops.Data();
+    tags_ = tags.Data();
+    done_tags_ = done_tags.Data();
+    done_results_ = done_results.Data();
+    counters_ = counters.Data();
+    std::fill(counters_, counters_ + kNumCounters, 0.0);
+    Napi::Array keep = Napi::Array::New(env);
+    arrays_ref_ = Napi::Persistent(keep.As<Napi::Value>());
+    Napi::Object self = info.This().As<Napi::Object>();
+    const char* names[] = {"ops", "tags", "doneTags", "doneResults", "counters"};
+    Napi::Value values[] = {ops, tags, done_tags, done_results, counters};
+    for (uint32_t i = 0; i < 5; i++) {
+      keep.Set(i, values[i]);  // we write through raw pointers: JS must not free them
+      self.Set(names[i], values[i]);
+    }
+  }
+
+  ~DiskRing() override {
+    // Reached only if JS dropped the object without close() (or at exit).
+    Shutdown();
+  }
+
+ private:
+  void CheckOpen(Napi::Env env) {
+    if (!open_) throw ErrnoError(env, EBADF, "use", "disk ring is closed");
+  }
+
+  // registerArena(buf) -> id. The arena must not be detached/transferred
+  // afterwards: we keep its data pointer.
+  Napi::Value RegisterArena(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      throw Napi::TypeError::New(env, "registerArena(buf): buf must be a Buffer/Uint8Array");
+    Napi::Uint8Array buf = info[0].As<Napi::Uint8Array>();
+    arenas_.push_back(Arena{buf.Data(), buf.ElementLength(), Napi::Persistent(buf.As<Napi::Value>())});
+    return Napi::Number::New(env, static_cast<double>(arenas_.size() - 1));
+  }
+
+  // Throws RangeError naming the first bad row; called before anything is queued.
+  void ValidateRows(Napi::Env env, uint32_t count) {
+    for (uint32_t i = 0; i < count; i++) {
+      const double* row = ops_ + size_t{i} * kRowWidth;
+      auto bad = [&](const std::string& why) {
+        return Napi::RangeError::New(env, "submit: row " + std::to_string(i) + ": " + why);
+      };
+      double op = row[kColOp], fd = row[kColFd];
+      if (op != kRead && op != kWrite && op != kFdatasync) throw bad("op must be 0 (read), 1 (write) or 2 (fdatasync)");
+      if (!(fd >= INT32_MIN && fd <= INT32_MAX && fd == std::floor(fd))) throw bad("fd must be an int32");
+      if (op == kFdatasync) continue;
+      double id = row[kColArena], off = row[kColOffset], len = row[kColLength], pos = row[kColPosition];
+      if (!IsUint(id, static_cast<double>(arenas_.size()) - 1)) throw bad("arena id is not registered");
+      if (!IsUint(len, UINT32_MAX)) throw bad("length must be an integer in [0, 2^32)");
+      if (!IsUint(off, kMaxPosition) || off + len > static_cast<double>(arenas_[static_cast<size_t>(id)].size))
+        throw bad("arena offset+length lies outside the arena");
+      if (!IsUint(pos, kMaxPosition)) throw bad("position must be an integer in [0, 2^53]");
+    }
+  }
+
+  // submit(count) -> rows queued (a prefix). Fewer than count only when
+  // `capacity` requests are already in flight (the ring is full) or the
+  // kernel is short of memory: keep the rest, retry after completions.
+  // Never more than capacity in flight: the CQ (2*capacity) cannot overflow.
+  Napi::Value Submit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "submit(count): count must be a number");
+    double c = info[0].As<Napi::Number>().DoubleValue();
+    if (!IsUint(c, capacity_)) throw Napi::RangeError::New(env, "submit: count must be an integer in [0, " + std::to_string(capacity_) + "]");
+    uint32_t count = static_cast<uint32_t>(c);
+    ValidateRows(env, count);
+    uint32_t n = std::min({count, capacity_ - in_flight_, io_uring_sq_space_left(&ring_)});
+    if (n == 0) return Napi::Number::New(env, 0);
+
+    for (uint32_t i = 0; i < n; i++) {
+      const double* row = ops_ + size_t{i} * kRowWidth;
+      struct io_uring_sqe* sqe = io_uring_get_sqe(&ring_);  // cannot fail: space checked above
+      int fd = static_cast<int>(row[kColFd]);
+      if (row[kColOp] == kFdatasync) {
+        io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+      } else {
+        const Arena& a = arenas_[static_cast<size_t>(row[kColArena])];
+        uint8_t* p = a.data + static_cast<size_t>(row[kColOffset]);
+        auto len = static_cast<unsigned>(row[kColLength]);
+        auto pos = static_cast<uint64_t>(row[kColPosition]);
+        if (row[kColOp] == kRead) io_uring_prep_read(sqe, fd, p, len, pos);
+        else io_uring_prep_write(sqe, fd, p, len, pos);
+      }
+      io_uring_sqe_set_data64(sqe, tags_[i]);
+    }
+
+    int rc;
+    do {
+      rc = io_uring_submit(&ring_);
+      counters_[kSubmitCalls]++;
+    } while (rc == -EINTR);
+    // The kernel consumes SQEs in order and only inside io_uring_enter (no
+    // SQPOLL), so whatever it left is a suffix we can take back: the caller
+    // then holds exactly the rows not queued.
+    uint32_t taken = UnqueueLeftovers();
+    if (rc < 0 && rc != -EAGAIN && rc != -EBUSY)
+      throw ErrnoError(env, -rc, "io_uring_submit", "disk ring");
+    uint32_t queued = n - taken;
+    in_flight_ += queued;
+    counters_[kSubmitted] += queued;
+    counters_[kInFlight] = in_flight_;
+    if (queued > 0) UpdateLiveness();
+    return Napi::Number::New(env, queued);
+  }
+
+  // Rolls the SQ tail back to what the kernel consumed; returns how many.
+  uint32_t UnqueueLeftovers() {
+    struct io_uring_sq& sq = ring_.sq;
+    unsigned head = io_uring_smp_load_acquire(sq.khead);
+    uint32_t left = sq.sqe_tail - head;
+    if (left == 0) return 0;
+    sq.sqe_tail = head;
+    sq.sqe_head = head;
+    io_uring_smp_store_release(sq.ktail, head);
+    return left;
+  }
+
+  // reap() -> n: completions in doneTags/doneResults[0..n-1]. Non-blocking.
+  // 0 after close(), so a late callback draining the ring does not throw.
+  Napi::Value Reap(const Napi::CallbackInfo& info) {
+    if (!open_) return Napi::Number::New(info.Env(), 0);
+    uint32_t n = ReapInto(capacity_);
+    if (n > 0) UpdateLiveness();
+    return Napi::Number::New(info.Env(), n);
+  }
+
+  uint32_t ReapInto(uint32_t max) {
+    unsigned head;
+    struct io_uring_cqe* cqe;
+    uint32_t n = 0, seen = 0;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      if (n == max) break;
+      seen++;
+      if (cqe->user_data >= kInternalData) continue;
+      done_tags_[n] = static_cast<uint32_t>(cqe->user_data);
+      done_results_[n] = cqe->res;
+      n++;
+    }
+    io_uring_cq_advance(&ring_, seen);
+    in_flight_ -= n;
+    counters_[kCompleted] += n;
+    counters_[kInFlight] = in_flight_;
+    return n;
+  }
+
+  // onComplete(cb): cb runs on the JS thread whenever completions may be
+  // pending; a second call replaces cb.
+  void OnComplete(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    if (!info[0].IsFunction()) throw Napi::TypeError::New(env, "onComplete(cb): cb must be a function");
+    on_complete_ = Napi::Persistent(info[0].As<Napi::Function>());
+    if (poll_ != nullptr) return;
+
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (efd < 0) throw ErrnoError(env, errno, "eventfd", "disk ring");
+    int rc = io_uring_register_eventfd(&ring_, efd);
+    if (rc < 0) {
+      close(efd);
+      throw ErrnoError(env, -rc, "io_uring_register_eventfd", "disk ring");
+    }
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "no uv loop");
+    poll_ = new uv_poll_t;
+    rc = uv_poll_init(loop, poll_, efd);
+    if (rc < 0) {
+      delete poll_;
+      poll_ = nullptr;
+      io_uring_unregister_eventfd(&ring_);
+      close(efd);
+      throw ErrnoError(env, -rc, "uv_poll_init", "disk ring eventfd");
+    }
+    efd_ = efd;
+    poll_->data = this;
+    uv_poll_start(poll_, UV_READABLE, PollCb);
+    UpdateLiveness();
+    // Completions posted before the eventfd existed signalled nothing.
+    if (io_uring_cq_ready(&ring_) > 0) eventfd_write(efd_, 1);
+  }
+
+  // The poll handle keeps the process alive exactly while requests are in
+  // flight; the object is pinned then too, so abandoning it mid-I/O neither
+  // frees the arenas nor loses the callback. Transitions only: cheap.
+  void UpdateLiveness() {
+    bool busy = in_flight_ > 0;
+    if (poll_ != nullptr) {
+      if (busy) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
+      else uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    }
+    if (busy && !pinned_) Ref();
+    if (!busy && pinned_) Unref();
+    pinned_ = busy;
+  }
+
+  static void PollCb(uv_poll_t* handle, int /*status*/, int /*events*/) {
+    auto* self = static_cast<DiskRing*>(handle->data);
+    if (self == nullptr || !self->open_) return;
+    eventfd_t ignored;
+    eventfd_read(self->efd_, &ignored);  // re-arms: a later completion signals anew
+    // Completions JS already reaped right after submit() still signal; skip
+    // the JS call when the CQ is empty (a shared-memory read, no syscall).
+    if (io_uring_cq_ready(&self->ring_) == 0 || self->on_complete_.IsEmpty()) return;
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    Napi::Object keep_alive = self->Value();  // even if the callback calls close()
+    try {
+      self->on_complete_.Value().MakeCallback(keep_alive, {});
+    } catch (const Napi::Error& e) {
+      // No JS frame below us to catch it: treat like a throwing event listener.
+      napi_fatal_exception(env, e.Value());
+    }
+  }
+
+  void ClosePoll() {
+    if (poll_ == nullptr) return;
+    poll_->data = nullptr;
+    // The handle must outlive uv_close; libuv frees nothing itself.
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    poll_ = nullptr;
+  }
+
+  // Blocks until the kernel is done with every request, cancelling what can
+  // be cancelled (pipe/socket reads may never complete by themselves).
+  // Regular-file I/O cannot be cancelled once started but finishes quickly.
+  void DrainInFlight() {
+    bool ask = true;
+    while (in_flight_ > 0) {
+      if (ask) {
+        struct io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+        if (sqe != nullptr) {
+          io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);  // Linux >= 5.19; else we just wait
+          io_uring_sqe_set_data64(sqe, kInternalData);
+          io_uring_submit(&ring_);
+        }
+        ask = false;
+      }
+      struct io_uring_cqe* cqe = nullptr;
+      struct __kernel_timespec ts = {0, 100 * 1000 * 1000};
+      int rc = io_uring_wait_cqe_timeout(&ring_, &cqe, &ts);
+      if (rc == -ETIME) {
+        ask = true;  // a request that was queued but not yet cancellable may be now
+        continue;
+      }
+      if (rc < 0 && rc != -EINTR) break;  // cannot wait at all; nothing better to do
+      ReapInto(capacity_);                // results are discarded: nobody will read them
+    }
+  }
+
+  void Shutdown() {
+    if (!open_) return;
+    DrainInFlight();
+    ClosePoll();
+    io_uring_queue_exit(&ring_);  // also drops the eventfd registration
+    if (efd_ >= 0) close(efd_);
+    efd_ = -1;
+    open_ = false;
+  }
+
+  // close(): idempotent; see DrainInFlight for what happens to pending requests.
+  void Close(const Napi::CallbackInfo&) {
+    Shutdown();
+    on_complete_.Reset();
+    arenas_.clear();
+    if (pinned_) Unref();
+    pinned_ = false;
+  }
+
+  struct io_uring ring_ {};
+  bool open_ = false;
+  uint32_t capacity_ = 0;
+  uint32_t in_flight_ = 0;
+  double* ops_ = nullptr;
+  uint32_t* tags_ = nullptr;
+  uint32_t* done_tags_ = nullptr;
+  int32_t* done_results_ = nullptr;
+  double* counters_ = nullptr;
+  Napi::Reference<Napi::Value> arrays_ref_;  // keep the memory we read/write alive
+  std::vector<Arena> arenas_;
+  int efd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  bool pinned_ = false;
+  Napi::FunctionReference on_complete_;
+};
+
+}  // namespace
+
+void InitDiskRing(Napi::Env env, Napi::Object exports) {
+  exports.Set("DiskRing", DiskRing::Define(env));
+}
+
+}  // namespace kvblade

@@ -1,0 +1,352 @@
+// Real-kernel tests of the io_uring disk ring (native/src/disk_ring.cc).
+// If the kernel refuses io_uring (ENOSYS, EPERM...) every test is skipped
+// with the reason; any other failure to open is a failure.
+import t from 'tap'
+import { execFileSync, spawn } from 'child_process'
+import { randomBytes } from 'crypto'
+import * as fs from 'fs'
+import * as os from 'os'
+import * as path from 'path'
+import { DISK_ROW, DiskOp, DiskRing } from '../../src/store/disk-ring'
+
+const EBADF = os.constants.errno.EBADF
+
+let unavailable: string | false = false
+try {
+  DiskRing.open(8).close()
+} catch (err) {
+  const e = err as NodeJS.ErrnoException
+  if (!['ENOSYS', 'EPERM', 'EACCES', 'ENOMEM', 'EOPNOTSUPP'].includes(e.code ?? '')) throw err
+  unavailable = `io_uring unavailable here (${e.message}); the disk ring is NOT tested`
+  console.error(`\n*** SKIPPING disk-ring tests: ${unavailable} ***\n`)
+  t.comment(`SKIPPING disk-ring tests: ${unavailable}`)
+}
+
+/** t.test that skips, with the reason, when io_uring is unavailable. */
+function test (name: string, fn: (t: tap.Test) => Promise<void> | void): void {
+  void t.test(name, { skip: unavailable }, fn)
+}
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvb-ring-'))
+t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+function setRow (ring: DiskRing, i: number, op: DiskOp, fd: number, arena: number, offset: number, length: number, position: number, tag: number): void {
+  ring.ops.set([op, fd, arena, offset, length, position], i * DISK_ROW)
+  ring.tags[i] = tag
+}
+
+/** Reaps until `want` completions (tag -> result) are in `into`, waiting on onComplete when needed. */
+async function drain (ring: DiskRing, want: number, into = new Map<number, number>()): Promise<Map<number, number>> {
+  const take = (): void => {
+    for (let n = ring.reap(); n > 0; n = ring.reap()) {
+      for (let i = 0; i < n; i++) into.set(ring.doneTags[i], ring.doneResults[i])
+    }
+  }
+  take()
+  if (into.size >= want) return into
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out: ${into.size}/${want} completions`)), 10000)
+    ring.onComplete(() => {
+      take()
+      if (into.size >= want) { clearTimeout(timer); resolve() }
+    })
+  })
+  return into
+}
+
+const places = [dir]
+if (fs.existsSync('/dev/shm')) places.push(fs.mkdtempSync('/dev/shm/kvb-ring-'))
+t.teardown(() => { for (const p of places.slice(1)) fs.rmSync(p, { recursive: true, force: true }) })
+
+for (const where of places) {
+  test(`200 x 4 KiB writes at random offsets, fdatasync, read back identical (${where})`, async t => {
+    const ring = DiskRing.open(256)
+    t.teardown(() => ring.close())
+    t.equal(ring.capacity, 256)
+    const file = path.join(where, 'data.bin')
+    const fd = fs.openSync(file, 'w+')
+    t.teardown(() => fs.closeSync(fd))
+    const N = 200
+    const data = randomBytes(N * 4096)
+    const back = Buffer.alloc(N * 4096)
+    const wa = ring.registerArena(data)
+    const ra = ring.registerArena(back)
+    // Distinct 8 KiB slots, random start within each: no two writes overlap.
+    const slots = [...Array(512).keys()].sort(() => Math.random() - 0.5).slice(0, N)
+    const pos = slots.map(s => s * 8192 + Math.floor(Math.random() * 4096))
+
+    for (let i = 0; i < N; i++) setRow(ring, i, DiskOp.Write, fd, wa, i * 4096, 4096, pos[i], 1000 + i)
+    t.equal(ring.submit(N), N, 'all 200 queued in one submit')
+    let done = await drain(ring, N)
+    t.same([...Array(N).keys()].map(i => done.get(1000 + i)), Array(N).fill(4096), 'every write returns 4096')
+
+    setRow(ring, 0, DiskOp.Fdatasync, fd, 0, 0, 0, 0, 7)
+    t.equal(ring.submit(1), 1)
+    t.same([...(await drain(ring, 1))], [[7, 0]], 'fdatasync completes with 0')
+
+    for (let i = 0; i < N; i++) setRow(ring, i, DiskOp.Read, fd, ra, i * 4096, 4096, pos[i], 5000 + i)
+    t.equal(ring.submit(N), N)
+    done = await drain(ring, N)
+    t.ok([...done.values()].every(r => r === 4096), 'every read returns 4096')
+    t.ok(back.equals(data), 'read back byte-identical')
+    const disk = fs.readFileSync(file)
+    t.ok(pos.every((p, i) => disk.subarray(p, p + 4096).equals(data.subarray(i * 4096, (i + 1) * 4096))), 'file content matches')
+    t.same(JSON.parse(JSON.stringify(ring.counters)), { submitted: 2 * N + 1, completed: 2 * N + 1, submitCalls: 3, inFlight: 0 })
+  })
+}
+
+test('reads beyond EOF are short, zero-length I/O completes with 0', async t => {
+  const ring = DiskRing.open(16)
+  t.teardown(() => ring.close())
+  const file = path.join(dir, 'short.bin')
+  fs.writeFileSync(file, Buffer.alloc(10000, 0xab))
+  const fd = fs.openSync(file, 'r+')
+  t.teardown(() => fs.closeSync(fd))
+  const buf = Buffer.alloc(16384)
+  const a = ring.registerArena(buf)
+  setRow(ring, 0, DiskOp.Read, fd, a, 0, 4096, 8192, 1) // 1808 bytes left
+  setRow(ring, 1, DiskOp.Read, fd, a, 4096, 4096, 20000, 2) // past EOF
+  setRow(ring, 2, DiskOp.Read, fd, a, 8192, 100, 9990, 3) // 10 left
+  setRow(ring, 3, DiskOp.Read, fd, a, 0, 0, 0, 4) // zero-length read
+  setRow(ring, 4, DiskOp.Write, fd, a, 0, 0, 0, 5) // zero-length write
+  setRow(ring, 5, DiskOp.Read, fd, a, 12288, 4096, 2 ** 52, 6) // far past EOF, large position
+  setRow(ring, 6, DiskOp.Read, fd, a, buf.length, 0, 0, 7) // empty range at the arena's very end
+  t.equal(ring.submit(7), 7)
+  const done = await drain(ring, 7)
+  t.same(Object.fromEntries(done), { 1: 1808, 2: 0, 3: 10, 4: 0, 5: 0, 6: 0, 7: 0 })
+  t.ok(buf.subarray(0, 1808).every(b => b === 0xab))
+  t.equal(fs.statSync(file).size, 10000, 'zero-length write changed nothing')
+})
+
+test('a bad fd completes with -EBADF instead of throwing', async t => {
+  const ring = DiskRing.open(8)
+  t.teardown(() => ring.close())
+  const a = ring.registerArena(Buffer.alloc(4096))
+  const roFd = fs.openSync(path.join(dir, 'ro'), 'w+')
+  fs.closeSync(roFd)
+  const ro = fs.openSync(path.join(dir, 'ro'), 'r')
+  t.teardown(() => fs.closeSync(ro))
+  // Never open: above any RLIMIT_NOFILE. (A just-closed fd number is not
+  // safe: libuv or tap threads may reuse it before the ring looks it up.)
+  const closedFd = 0x7fffffff
+  setRow(ring, 0, DiskOp.Read, closedFd, a, 0, 512, 0, 1)
+  setRow(ring, 1, DiskOp.Write, -1, a, 0, 512, 0, 2)
+  setRow(ring, 2, DiskOp.Fdatasync, closedFd, 0, 0, 0, 0, 3)
+  setRow(ring, 3, DiskOp.Write, ro, a, 0, 512, 0, 4) // not open for writing
+  t.equal(ring.submit(4), 4)
+  t.same(Object.fromEntries(await drain(ring, 4)), { 1: -EBADF, 2: -EBADF, 3: -EBADF, 4: -EBADF })
+})
+
+test('the ring holds at most capacity requests: submit returns a prefix, the caller retries', async t => {
+  const ring = DiskRing.open(8)
+  t.teardown(() => ring.close())
+  const file = path.join(dir, 'full.bin')
+  const content = randomBytes(20 * 512)
+  fs.writeFileSync(file, content)
+  const fd = fs.openSync(file, 'r')
+  t.teardown(() => fs.closeSync(fd))
+  const buf = Buffer.alloc(20 * 512)
+  const a = ring.registerArena(buf)
+
+  t.throws(() => ring.submit(20), RangeError, 'there are only capacity rows')
+  for (let i = 0; i < 8; i++) setRow(ring, i, DiskOp.Read, fd, a, i * 512, 512, i * 512, i)
+  t.equal(ring.submit(8), 8)
+  t.equal(ring.counters.inFlight, 8, 'in flight until reaped, even if already complete')
+  t.equal(ring.submit(8), 0, 'full: nothing queued')
+  t.equal(ring.counters.submitted, 8)
+
+  // The engine's loop: keep the unqueued rest, reap, retry.
+  const pending = [...Array(12).keys()].map(i => i + 8)
+  const done = new Map<number, number>()
+  while (done.size < 20) {
+    const k = Math.min(pending.length, ring.capacity)
+    pending.slice(0, k).forEach((j, i) => setRow(ring, i, DiskOp.Read, fd, a, j * 512, 512, j * 512, j))
+    const n = ring.submit(k)
+    t.ok(n <= ring.capacity - (ring.counters.inFlight - n), 'never more than capacity in flight')
+    pending.splice(0, n)
+    await drain(ring, Math.min(20, done.size + 1), done)
+  }
+  t.same([...done.values()], Array(20).fill(512))
+  t.ok(buf.equals(content))
+  t.equal(ring.counters.inFlight, 0)
+  t.equal(ring.counters.completed, 20)
+})
+
+function fifo (name: string): string {
+  const p = path.join(dir, name)
+  execFileSync('mkfifo', [p])
+  return p
+}
+
+test('onComplete fires for a completion that was not inline (pipe read)', async t => {
+  const ring = DiskRing.open(8)
+  t.teardown(() => ring.close())
+  const fd = fs.openSync(fifo('p1'), 'r+') // O_RDWR: open does not block; blocking fd, so the ring polls it
+  t.teardown(() => fs.closeSync(fd))
+  const buf = Buffer.alloc(64)
+  const a = ring.registerArena(buf)
+  setRow(ring, 0, DiskOp.Read, fd, a, 0, 64, 0, 42)
+  t.equal(ring.submit(1), 1)
+  t.equal(ring.reap(), 0, 'nothing yet: the pipe is empty')
+  t.equal(ring.counters.inFlight, 1)
+  let calls = 0
+  const fired = new Promise<void>(resolve => ring.onComplete(() => { calls++; resolve() }))
+  setTimeout(() => fs.writeSync(fd, 'hello'), 50)
+  await fired
+  t.equal(ring.reap(), 1)
+  t.equal(ring.doneTags[0], 42)
+  t.equal(ring.doneResults[0], 5)
+  t.equal(buf.toString('latin1', 0, 5), 'hello')
+  t.equal(ring.counters.inFlight, 0)
+  t.equal(calls, 1)
+})
+
+test('onComplete registered after completions are already queued still fires', async t => {
+  const ring = DiskRing.open(8)
+  t.teardown(() => ring.close())
+  const file = path.join(dir, 'late.bin')
+  fs.writeFileSync(file, 'abc')
+  const fd = fs.openSync(file, 'r')
+  t.teardown(() => fs.closeSync(fd))
+  const a = ring.registerArena(Buffer.alloc(16))
+  setRow(ring, 0, DiskOp.Read, fd, a, 0, 16, 0, 9)
+  t.equal(ring.submit(1), 1)
+  // Give a possibly async completion time to land before the eventfd exists.
+  await new Promise(resolve => setTimeout(resolve, 50))
+  await new Promise<void>(resolve => ring.onComplete(resolve))
+  t.equal(ring.reap(), 1)
+  t.equal(ring.doneResults[0], 3)
+})
+
+test('the process stays alive while I/O is in flight and exits by itself when idle', async t => {
+  const pipe = fifo('p2')
+  const child = spawn(process.execPath, ['-e', `
+    const fs = require('fs')
+    const { DiskRing } = require(${JSON.stringify(path.resolve(__dirname, '../../src/store/disk-ring.js'))})
+    const ring = DiskRing.open(32) // room for the pipe read even if the writes are not reaped yet
+    const buf = Buffer.alloc(65536)
+    const a = ring.registerArena(buf)
+    const file = fs.openSync(${JSON.stringify(path.join(dir, 'child.bin'))}, 'w+')
+    const pipe = fs.openSync(${JSON.stringify(pipe)}, 'r+')
+    let reads = 0
+    ring.onComplete(() => {
+      for (let n = ring.reap(); n > 0; n = ring.reap())
+        for (let i = 0; i < n; i++) {
+          if (ring.doneTags[i] === 99) console.log('pipe', buf.toString('latin1', 0, ring.doneResults[i]))
+          else reads++
+        }
+    })
+    // Regular-file I/O first (mostly inline), reaped by the callback...
+    for (let i = 0; i < 16; i++) { ring.ops.set([1, file, a, i * 4096, 4096, i * 4096], i * 6); ring.tags[i] = i }
+    ring.submit(16)
+    // ...then a read only the parent can complete. Nothing else holds the loop.
+    setImmediate(() => {
+      ring.ops.set([0, pipe, a, 0, 100, 0], 0); ring.tags[0] = 99
+      console.log('submitted', ring.submit(1))
+    })
+    process.on('exit', () => console.log('exit', ring.counters.inFlight, ring.counters.completed))
+  `], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.setEncoding('utf8')
+  child.stdout.on('data', (s: string) => { out += s })
+  const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
+  const deadline = Date.now() + 5000
+  while (!out.includes('submitted') && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
+  t.match(out, /submitted 1\n/)
+  await new Promise(resolve => setTimeout(resolve, 700))
+  t.equal(child.exitCode, null, 'alive while a read is in flight')
+  const w = fs.openSync(pipe, 'r+') // never blocks, even if the child is gone
+  fs.writeSync(w, 'wake')
+  fs.closeSync(w)
+  const timer = setTimeout(() => child.kill('SIGKILL'), 4000)
+  const code = await exited
+  clearTimeout(timer)
+  t.equal(code, 0, 'exited by itself once idle')
+  t.match(out, /pipe wake\n/)
+  t.match(out, /exit 0 17\n/)
+})
+
+test('an idle ring with onComplete registered does not keep the process alive', async t => {
+  const started = Date.now()
+  const child = spawn(process.execPath, ['-e', `
+    const { DiskRing } = require(${JSON.stringify(path.resolve(__dirname, '../../src/store/disk-ring.js'))})
+    const ring = DiskRing.open(8)
+    ring.onComplete(() => {})
+  `], { stdio: 'inherit' })
+  const timer = setTimeout(() => child.kill('SIGKILL'), 4000)
+  const code = await new Promise<number | null>(resolve => child.on('exit', c => resolve(c)))
+  clearTimeout(timer)
+  t.equal(code, 0)
+  t.ok(Date.now() - started < 4000)
+})
+
+test('close() is idempotent, cancels a stuck read, and later use fails with EBADF', async t => {
+  const ring = DiskRing.open(8)
+  const fd = fs.openSync(fifo('p3'), 'r+')
+  t.teardown(() => fs.closeSync(fd))
+  const a = ring.registerArena(Buffer.alloc(64))
+  let called = false
+  ring.onComplete(() => { called = true })
+  setRow(ring, 0, DiskOp.Read, fd, a, 0, 64, 0, 1)
+  t.equal(ring.submit(1), 1)
+  const t0 = Date.now()
+  ring.close()
+  t.ok(Date.now() - t0 < 2000, 'close did not hang on the never-completing read')
+  t.equal(ring.counters.inFlight, 0)
+  t.equal(ring.counters.completed, 1)
+  ring.close()
+  t.equal(ring.reap(), 0, 'reap after close is a no-op')
+  t.throws(() => ring.submit(0), { code: 'EBADF' })
+  t.throws(() => ring.registerArena(Buffer.alloc(1)), { code: 'EBADF' })
+  t.throws(() => ring.onComplete(() => {}), { code: 'EBADF' })
+  await new Promise(resolve => setTimeout(resolve, 20))
+  t.notOk(called, 'no callback after close')
+})
+
+test('bad rows throw RangeError and queue nothing', t => {
+  const ring = DiskRing.open(8)
+  t.teardown(() => ring.close())
+  const fd = fs.openSync(path.join(dir, 'bounds.bin'), 'w+')
+  t.teardown(() => fs.closeSync(fd))
+  const a = ring.registerArena(Buffer.alloc(4096))
+  t.equal(ring.registerArena(Buffer.alloc(10)), a + 1, 'ids are sequential')
+  t.throws(() => ring.registerArena('nope' as unknown as Buffer), TypeError)
+  t.throws(() => ring.registerArena(new Uint32Array(4) as unknown as Buffer), TypeError)
+  const bad: Array<[string, number[]]> = [
+    ['unregistered arena', [DiskOp.Read, fd, 5, 0, 10, 0]],
+    ['negative arena id', [DiskOp.Read, fd, -1, 0, 10, 0]],
+    ['past the end', [DiskOp.Read, fd, a, 4000, 97, 0]],
+    ['offset past the end', [DiskOp.Write, fd, a, 4097, 0, 0]],
+    ['small arena', [DiskOp.Write, fd, a + 1, 0, 11, 0]],
+    ['negative offset', [DiskOp.Read, fd, a, -1, 10, 0]],
+    ['fractional length', [DiskOp.Read, fd, a, 0, 1.5, 0]],
+    ['NaN position', [DiskOp.Read, fd, a, 0, 10, NaN]],
+    ['negative position', [DiskOp.Read, fd, a, 0, 10, -1]],
+    ['position beyond 2^53', [DiskOp.Read, fd, a, 0, 10, 2 ** 54]],
+    ['unknown op', [3, fd, a, 0, 10, 0]],
+    ['fd out of int32 range', [DiskOp.Fdatasync, 2 ** 31, 0, 0, 0, 0]]
+  ]
+  for (const [what, row] of bad) {
+    setRow(ring, 0, DiskOp.Read, fd, a, 0, 10, 0, 1) // good rows first:
+    setRow(ring, 1, DiskOp.Write, fd, a, 0, 10, 0, 2) // nothing of the batch may be queued
+    ring.ops.set(row, 2 * DISK_ROW)
+    t.throws(() => ring.submit(3), RangeError, what)
+  }
+  t.throws(() => ring.submit(9), RangeError, 'count > capacity')
+  t.throws(() => ring.submit(-1), RangeError)
+  t.same(JSON.parse(JSON.stringify(ring.counters)), { submitted: 0, completed: 0, submitCalls: 0, inFlight: 0 })
+  t.equal(ring.reap(), 0)
+  t.end()
+})
+
+test('open() validates entries', t => {
+  for (const n of [0, 3, 6, 8192, 1.5, -8]) t.throws(() => DiskRing.open(n), RangeError, String(n))
+  const r = DiskRing.open()
+  t.equal(r.capacity, 256)
+  t.equal(r.ops.length, 256 * DISK_ROW)
+  t.equal(r.doneResults.length, 256)
+  r.close()
+  DiskRing.open(1).close()
+  DiskRing.open(4096).close()
+  t.end()
+})
