@@ -55,6 +55,10 @@ build: $(NATIVE) dist/.built
 run: build
 	./bin/kvblade start $(if $(ADD),--add "$(ADD)") $(ARGS)
 
+# Unit tests first, then the network and FUSE tests, then the VM suite. (tap skips any
+# folder named dist unless the files are named, hence the explicit list.)
+TESTS ?= dist/test/unit/*.test.js dist/test/integration/*.test.js dist/test/e2e/*.test.js
+
 test: build test-deps
 	node_modules/.bin/tap $(TESTS)
 
