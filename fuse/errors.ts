@@ -4,33 +4,22 @@
  * FsError covers what only the file system can refuse (E2BIG, EACCES, EPERM, ...).
  */
 import { constants } from 'node:os'
-import { ControlError } from '../src/control/errors'
+import { ControlError, type ControlErrno } from '../src/control/errors'
 
-export type FsErrno = keyof typeof constants.errno
+export type FsErrno = ControlErrno
 
-export class FsError extends Error {
-  readonly code: FsErrno
-  readonly errno: number
-
-  constructor (code: FsErrno, message: string) {
-    super(message)
-    this.name = 'FsError'
-    this.code = code
-    this.errno = constants.errno[code]
-  }
+/** A refusal only the file system can make; the same shape as the engine's ControlError. */
+export class FsError extends ControlError {
+  override readonly name = 'FsError'
 }
 
 /** The negative errno for fuse-native; anything unexpected becomes -EIO. */
 export function toNegativeErrno (err: unknown): number {
-  if (err instanceof ControlError || err instanceof FsError) return -err.errno
+  if (err instanceof ControlError) return -err.errno
   return -constants.errno.EIO
 }
 
 /** True for the errors we expect from writers (bad commands); false for bugs worth a stack. */
-export function isExpected (err: unknown): err is ControlError | FsError {
-  return err instanceof ControlError || err instanceof FsError
-}
-
-export function errnoNumber (code: FsErrno): number {
-  return constants.errno[code]
+export function isExpected (err: unknown): err is ControlError {
+  return err instanceof ControlError
 }

@@ -1,7 +1,7 @@
 import { constants } from 'node:os'
 
-/** The errno names the control surface reports, as sysfs would. */
-export type ControlErrno = 'EINVAL' | 'ENOENT' | 'EEXIST' | 'EBUSY' | 'EIO' | 'ENODEV'
+/** Any errno name; the engine itself reports EINVAL, ENOENT, EEXIST, EBUSY and EIO. */
+export type ControlErrno = keyof typeof constants.errno
 
 /**
  * A refused control command. `code` is the errno a sysfs write would fail with, so the

@@ -13,18 +13,8 @@ import { decodeMacMask } from '../../src/aoe/macmask'
 import { decodeReserve } from '../../src/aoe/reserve'
 import { AtaStep, emptyAtaPlan, planAta } from '../../src/ata/handler'
 import { AddressState } from '../../src/engine/address-state'
+import { prng } from '../helpers/prng'
 
-/** mulberry32 */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const SEEDS = [1, 7, 0xc0ffee, 20240601]
 const FRAMES_PER_SEED = 2500

@@ -5,6 +5,7 @@
  */
 import t from 'tap'
 import { IoKind, OrderedScheduler, type ScheduledIo } from '../../src/store/ordering'
+import { prng } from '../helpers/prng'
 
 interface Io extends ScheduledIo {
   name: string
@@ -262,17 +263,6 @@ t.test('a start callback may complete synchronously (re-entry)', t => {
   t.end()
 })
 
-/** Seeded PRNG (mulberry32): failures are reproducible. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** The rule, restated independently of the implementation. */
 function mustWait (earlier: Io, later: Io): boolean {
