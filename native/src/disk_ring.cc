@@ -26,7 +26,7 @@ namespace {
 // Layout of the shared arrays (mirrored in src/store/disk-ring.ts).
 enum Op { kRead = 0, kWrite = 1, kFdatasync = 2 };
 enum Col { kColOp, kColFd, kColArena, kColOffset, kColLength, kColPosition, kRowWidth };
-enum Counter { kSubmitted, kCompleted, kSubmitCalls, kInFlight, kNumCounters };
+enum Counter { kSubmitted, kCompleted, kSubmitCalls, kInFlight, kRunNow, kNumCounters };
 
 constexpr uint32_t kMaxEntries = 4096;
 constexpr double kMaxPosition = 9007199254740992.0;  // 2^53: exact in a double
@@ -49,6 +49,7 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
                        {
                            InstanceMethod<&DiskRing::RegisterArena>("registerArena"),
                            InstanceMethod<&DiskRing::Submit>("submit"),
+                           InstanceMethod<&DiskRing::RunNow>("runNow"),
                            InstanceMethod<&DiskRing::Reap>("reap"),
                            InstanceMethod<&DiskRing::OnComplete>("onComplete"),
                            InstanceMethod<&DiskRing::Close>("close"),
@@ -118,9 +119,9 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
   }
 
   // Throws RangeError naming the first bad row; called before anything is queued.
-  void ValidateRows(Napi::Env env, uint32_t count) {
+  void ValidateRows(Napi::Env env, const double* rows, uint32_t count) {
     for (uint32_t i = 0; i < count; i++) {
-      const double* row = ops_ + size_t{i} * kRowWidth;
+      const double* row = rows + size_t{i} * kRowWidth;
       auto bad = [&](const std::string& why) {
         return Napi::RangeError::New(env, "submit: row " + std::to_string(i) + ": " + why);
       };
@@ -148,7 +149,7 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
     double c = info[0].As<Napi::Number>().DoubleValue();
     if (!IsUint(c, capacity_)) throw Napi::RangeError::New(env, "submit: count must be an integer in [0, " + std::to_string(capacity_) + "]");
     uint32_t count = static_cast<uint32_t>(c);
-    ValidateRows(env, count);
+    ValidateRows(env, ops_, count);
     uint32_t n = std::min({count, capacity_ - in_flight_, io_uring_sq_space_left(&ring_)});
     if (n == 0) return Napi::Number::New(env, 0);
 
@@ -186,6 +187,51 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
     counters_[kInFlight] = in_flight_;
     if (queued > 0) UpdateLiveness();
     return Napi::Number::New(env, queued);
+  }
+
+  // runNow(rows, results, count): performs rows 0..count-1 of `rows` (same layout
+  // as ops) right here with pread/pwrite/fdatasync and writes each result (bytes or
+  // -errno) into results[i]. For files on memory-backed file systems (tmpfs): they
+  // never wait on a device, and they cannot be done inline by io_uring (no
+  // IOCB_NOWAIT support), which would otherwise hand each one to a kernel worker
+  // thread. Arena ids are those of registerArena; nothing here touches the ring.
+  Napi::Value RunNow(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+        !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array || !info[2].IsNumber())
+      throw Napi::TypeError::New(env, "runNow(rows: Float64Array, results: Int32Array, count: number)");
+    Napi::Float64Array rows = info[0].As<Napi::Float64Array>();
+    Napi::Int32Array results = info[1].As<Napi::Int32Array>();
+    double c = info[2].As<Napi::Number>().DoubleValue();
+    if (!IsUint(c, static_cast<double>(std::min(rows.ElementLength() / kRowWidth, results.ElementLength()))))
+      throw Napi::RangeError::New(env, "runNow: count exceeds the rows or results given");
+    uint32_t count = static_cast<uint32_t>(c);
+    ValidateRows(env, rows.Data(), count);
+    for (uint32_t i = 0; i < count; i++) {
+      const double* row = rows.Data() + size_t{i} * kRowWidth;
+      int fd = static_cast<int>(row[kColFd]);
+      if (row[kColOp] == kFdatasync) {
+        results[i] = fdatasync(fd) < 0 ? -errno : 0;
+        continue;
+      }
+      const Arena& a = arenas_[static_cast<size_t>(row[kColArena])];
+      uint8_t* p = a.data + static_cast<size_t>(row[kColOffset]);
+      size_t len = static_cast<size_t>(row[kColLength]), done = 0;
+      auto pos = static_cast<off_t>(row[kColPosition]);
+      int32_t result = 0;
+      while (done < len) {
+        ssize_t r = row[kColOp] == kRead ? pread(fd, p + done, len - done, pos + static_cast<off_t>(done))
+                                         : pwrite(fd, p + done, len - done, pos + static_cast<off_t>(done));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) { result = -errno; break; }
+        if (r == 0) break;  // end of file: report the short count
+        done += static_cast<size_t>(r);
+      }
+      results[i] = result < 0 ? result : static_cast<int32_t>(done);
+    }
+    counters_[kRunNow] += count;
+    return Napi::Number::New(env, count);
   }
 
   // Rolls the SQ tail back to what the kernel consumed; returns how many.

@@ -155,12 +155,19 @@ export class Port {
         debug('%s: receive failed: %s', this.ifname, (err as Error).message)
         break
       }
+      if (n === 0) break
       const lengths = socket.rxLengths
       for (let i = 0; i < n; i++) this.handleFrame(socket.rx, i * slotSize, lengths[i])
-      if (n < socket.rxSlots) break
+      this.answer()
     }
-    // Disk requests of the whole batch go to the kernel together; those that complete at
-    // once (page-cache hits with io_uring) are answered in the same send batch.
+  }
+
+  /**
+   * After each receive batch: hands its disk requests to the kernel together, then sends
+   * every reply that is ready (those that completed at once among them) in one batch,
+   * before reading the next batch, so the initiator's window keeps moving.
+   */
+  private answer (): void {
     this.options.disk.kick()
     this.flush()
   }
@@ -430,6 +437,8 @@ export class Port {
 
   close (): void {
     if (this.closed) return
+    const c = this.socket.counters
+    debug('%s: %d frames in %d batches, %d out in %d batches', this.ifname, c.rxFrames, c.rxBatches, c.txFrames, c.txBatches)
     this.flush()
     this.closed = true
     clearInterval(this.linkTimer)

@@ -31,10 +31,11 @@ export interface NativeDiskRing {
   readonly tags: Uint32Array
   readonly doneTags: Uint32Array
   readonly doneResults: Int32Array
-  /** [submitted, completed, submitCalls, inFlight], written in place by C++. */
+  /** [submitted, completed, submitCalls, inFlight, runNow], written in place by C++. */
   readonly counters: Float64Array
   registerArena (buf: Uint8Array): number
   submit (count: number): number
+  runNow (rows: Float64Array, results: Int32Array, count: number): number
   reap (): number
   onComplete (cb: () => void): void
   close (): void

@@ -8,6 +8,10 @@ const debug = createDebug('kvblade:store')
 
 export const SECTOR_SIZE = 512
 const IO_NAMES = ['read', 'write', 'flush']
+/** statfs f_type of tmpfs and ramfs. */
+const MEMORY_FS_MAGIC = [0x01021994, 0x858458f6]
+/** brd, /dev/ram*. */
+const RAMDISK_MAJOR = 1
 
 /**
  * One disk request. The packet loop keeps a fixed set of these and reuses them, so the
@@ -85,6 +89,8 @@ export class BackingStore implements BackingStoreInfo {
     readonly fd: number,
     readonly size: number,
     readonly bdev: string,
+    /** In RAM (tmpfs/ramfs file, brd ram disk): I/O never waits on a device. */
+    readonly memory: boolean,
     private readonly disk: DiskEngine,
   ) {
     this.scheduler = new OrderedScheduler(req => this.startTransfer(req))
@@ -109,13 +115,17 @@ export class BackingStore implements BackingStoreInfo {
       throw storeError('ENOENT', `cannot open ${path} read-write: ${(err as Error).message}`)
     }
     try {
-      const fst = fs.fstatSync(fd)
+      // Asynchronous even here: a synchronous call must never hold up the packet loop.
+      const fst = await new Promise<fs.Stats>((resolve, reject) => fs.fstat(fd, (err, st) => err ? reject(err) : resolve(st)))
       const bytes = fst.isBlockDevice() ? blockDeviceSize(fd) : fst.size
       const size = bytes - (bytes % SECTOR_SIZE)
       if (size === 0) throw storeError('ENOENT', `${path} has no whole sector to export (size ${bytes})`)
       const bdev = fst.isBlockDevice() ? `${devMajor(fst.rdev)}:${devMinor(fst.rdev)}` : '0:0'
-      debug('opened %s: %d bytes, bdev %s', path, size, bdev)
-      return new BackingStore(path, fd, size, bdev, disk)
+      const memory = fst.isBlockDevice()
+        ? devMajor(fst.rdev) === RAMDISK_MAJOR
+        : MEMORY_FS_MAGIC.includes((await fs.promises.statfs(path)).type)
+      debug('opened %s: %d bytes, bdev %s%s', path, size, bdev, memory ? ', in memory' : '')
+      return new BackingStore(path, fd, size, bdev, memory, disk)
     } catch (err) {
       fs.closeSync(fd)
       throw err
@@ -145,12 +155,12 @@ export class BackingStore implements BackingStoreInfo {
   }
 
   private startTransfer (req: BlockRequest): void {
-    if (req.kind === IoKind.Flush) this.disk.sync(this.fd, req)
-    else this.disk.transfer(this.fd, req, 0)
+    if (req.kind === IoKind.Flush) this.disk.sync(this.fd, req, this.memory)
+    else this.disk.transfer(this.fd, req, 0, this.memory)
   }
 
   /** @internal */ continueTransfer (req: BlockRequest, done: number): void {
-    this.disk.transfer(this.fd, req, done)
+    this.disk.transfer(this.fd, req, done, this.memory)
   }
 
   /** @internal */ finish (req: BlockRequest, err: NodeJS.ErrnoException | null): void {

@@ -6,10 +6,13 @@ import type { BlockRequest } from './backing-store'
  * thread pool (everywhere, and what tests wrap to make a disk slow or failing).
  */
 export interface DiskEngine {
-  /** Reads or writes req from byte `done` on; completion calls req.onTransfer(err, bytes). */
-  transfer (fd: number, req: BlockRequest, done: number): void
+  /**
+   * Reads or writes req from byte `done` on; completion calls req.onTransfer(err, bytes).
+   * `memory`: the file lives in RAM (tmpfs) and never waits on a device.
+   */
+  transfer (fd: number, req: BlockRequest, done: number, memory: boolean): void
   /** fdatasync; completion calls req.onSync(err). */
-  sync (fd: number, req: BlockRequest): void
+  sync (fd: number, req: BlockRequest, memory: boolean): void
   /** Hands queued requests to the kernel now; the packet loop calls it after each batch. */
   kick (): void
   close (): void

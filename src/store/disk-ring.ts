@@ -22,6 +22,8 @@ export interface DiskRingCounters {
   completed: number
   submitCalls: number
   inFlight: number
+  /** Requests performed synchronously by runNow(). */
+  ranNow: number
 }
 
 // Index of each counter in the Float64Array the addon writes (see disk_ring.cc).
@@ -29,6 +31,7 @@ const SUBMITTED = 0
 const COMPLETED = 1
 const SUBMIT_CALLS = 2
 const IN_FLIGHT = 3
+const RAN_NOW = 4
 
 /** Read-only getters over the shared array: reading costs no native call. */
 class LiveCounters implements DiskRingCounters {
@@ -37,9 +40,10 @@ class LiveCounters implements DiskRingCounters {
   get completed (): number { return this.a[COMPLETED] }
   get submitCalls (): number { return this.a[SUBMIT_CALLS] }
   get inFlight (): number { return this.a[IN_FLIGHT] }
+  get ranNow (): number { return this.a[RAN_NOW] }
   [Symbol.for('nodejs.util.inspect.custom')] (): DiskRingCounters { return this.toJSON() }
   toJSON (): DiskRingCounters {
-    return { submitted: this.submitted, completed: this.completed, submitCalls: this.submitCalls, inFlight: this.inFlight }
+    return { submitted: this.submitted, completed: this.completed, submitCalls: this.submitCalls, inFlight: this.inFlight, ranNow: this.ranNow }
   }
 }
 
@@ -93,6 +97,16 @@ export class DiskRing {
    */
   submit (count: number): number {
     return this.native.submit(count)
+  }
+
+  /**
+   * Performs rows 0..count-1 of `rows` (the layout of `ops`, arenas from registerArena)
+   * synchronously with pread/pwrite/fdatasync, results (bytes or -errno) into
+   * results[i]. Only for files that cannot wait on a device (tmpfs): io_uring cannot
+   * complete those inline and would hand each to a kernel worker thread.
+   */
+  runNow (rows: Float64Array, results: Int32Array, count: number): void {
+    this.native.runNow(rows, results, count)
   }
 
   /** Non-blocking: copies up to capacity completions into doneTags/doneResults; returns the count (0 after close()). */

@@ -12,7 +12,24 @@ function errnoError (errno: number, req: BlockRequest): NodeJS.ErrnoException {
 }
 
 /** A request that found the ring full; rare, so allocating for it is fine. */
-interface Waiting { op: DiskOp, fd: number, req: BlockRequest, done: number }
+interface Waiting { op: DiskOp, fd: number, req: BlockRequest, done: number, now: boolean }
+
+/**
+ * Requests on memory-backed files, performed synchronously by runNow() at the next kick.
+ * Two of these alternate, so completions can queue more while a batch is being answered.
+ */
+class NowBatch {
+  readonly rows: Float64Array
+  readonly results: Int32Array
+  readonly requests: Array<BlockRequest | undefined>
+  count = 0
+
+  constructor (readonly capacity: number) {
+    this.rows = new Float64Array(capacity * DISK_ROW)
+    this.results = new Int32Array(capacity)
+    this.requests = new Array(capacity)
+  }
+}
 
 /**
  * Disk I/O on io_uring: the requests of a receive batch are written as rows into memory
@@ -30,6 +47,8 @@ export class RingDisk implements DiskEngine {
   /** Rows filled and not yet submitted. */
   private queued = 0
   private readonly waiting: Waiting[] = []
+  private now: NowBatch
+  private spare: NowBatch
   private pumping = false
   private kickScheduled = false
   private readonly kickLater = (): void => {
@@ -42,6 +61,8 @@ export class RingDisk implements DiskEngine {
     this.freeTags = new Int32Array(ring.capacity)
     for (let i = 0; i < ring.capacity; i++) this.freeTags[i] = i
     this.freeCount = ring.capacity
+    this.now = new NowBatch(ring.capacity)
+    this.spare = new NowBatch(ring.capacity)
     ring.onComplete(() => this.kick())
   }
 
@@ -50,12 +71,12 @@ export class RingDisk implements DiskEngine {
     return new RingDisk(DiskRing.open(entries))
   }
 
-  transfer (fd: number, req: BlockRequest, done: number): void {
-    this.queue(req.kind === IoKind.Read ? DiskOp.Read : DiskOp.Write, fd, req, done)
+  transfer (fd: number, req: BlockRequest, done: number, memory: boolean): void {
+    this.queue(req.kind === IoKind.Read ? DiskOp.Read : DiskOp.Write, fd, req, done, memory)
   }
 
-  sync (fd: number, req: BlockRequest): void {
-    this.queue(DiskOp.Fdatasync, fd, req, 0)
+  sync (fd: number, req: BlockRequest, memory: boolean): void {
+    this.queue(DiskOp.Fdatasync, fd, req, 0, memory)
   }
 
   private arenaId (buf: Buffer): number {
@@ -64,28 +85,35 @@ export class RingDisk implements DiskEngine {
     return id
   }
 
-  private queue (op: DiskOp, fd: number, req: BlockRequest, done: number): void {
-    if (this.freeCount === 0) {
-      this.waiting.push({ op, fd, req, done })
+  private writeRow (rows: Float64Array, row: number, op: DiskOp, fd: number, req: BlockRequest, done: number): void {
+    const at = row * DISK_ROW
+    rows[at + DiskCol.Op] = op
+    rows[at + DiskCol.Fd] = fd
+    if (op === DiskOp.Fdatasync) {
+      rows[at + DiskCol.Arena] = 0
+      rows[at + DiskCol.Offset] = 0
+      rows[at + DiskCol.Length] = 0
+      rows[at + DiskCol.Position] = 0
+    } else {
+      rows[at + DiskCol.Arena] = this.arenaId(req.buffer)
+      rows[at + DiskCol.Offset] = req.bufferOffset + done
+      rows[at + DiskCol.Length] = req.length - done
+      rows[at + DiskCol.Position] = req.offset + done
+    }
+  }
+
+  private queue (op: DiskOp, fd: number, req: BlockRequest, done: number, now: boolean): void {
+    if (now && this.now.count < this.now.capacity) {
+      const batch = this.now
+      batch.requests[batch.count] = req
+      this.writeRow(batch.rows, batch.count++, op, fd, req, done)
+    } else if (now || this.freeCount === 0) {
+      this.waiting.push({ op, fd, req, done, now })
     } else {
       const tag = this.freeTags[--this.freeCount]
       this.requests[tag] = req
       const row = this.queued++
-      const ops = this.ring.ops
-      const at = row * DISK_ROW
-      ops[at + DiskCol.Op] = op
-      ops[at + DiskCol.Fd] = fd
-      if (op === DiskOp.Fdatasync) {
-        ops[at + DiskCol.Arena] = 0
-        ops[at + DiskCol.Offset] = 0
-        ops[at + DiskCol.Length] = 0
-        ops[at + DiskCol.Position] = 0
-      } else {
-        ops[at + DiskCol.Arena] = this.arenaId(req.buffer)
-        ops[at + DiskCol.Offset] = req.bufferOffset + done
-        ops[at + DiskCol.Length] = req.length - done
-        ops[at + DiskCol.Position] = req.offset + done
-      }
+      this.writeRow(this.ring.ops, row, op, fd, req, done)
       this.ring.tags[row] = tag
     }
     // The packet loop kicks after every batch; this covers requests started elsewhere.
@@ -101,10 +129,11 @@ export class RingDisk implements DiskEngine {
     this.pumping = true
     try {
       for (;;) {
-        while (this.waiting.length > 0 && this.freeCount > 0) {
+        while (this.waiting.length > 0 && (this.waiting[0].now ? this.now.count < this.now.capacity : this.freeCount > 0)) {
           const w = this.waiting.shift()!
-          this.queue(w.op, w.fd, w.req, w.done)
+          this.queue(w.op, w.fd, w.req, w.done, w.now)
         }
+        const ranNow = this.runNow()
         let submitted = 0
         if (this.queued > 0) {
           submitted = this.ring.submit(this.queued)
@@ -116,17 +145,39 @@ export class RingDisk implements DiskEngine {
         }
         const n = this.ring.reap()
         for (let i = 0; i < n; i++) this.complete(this.ring.doneTags[i], this.ring.doneResults[i])
-        if (n === 0 && submitted === 0) break
+        if (n === 0 && submitted === 0 && ranNow === 0) break
       }
     } finally {
       this.pumping = false
     }
   }
 
+  /** Performs the memory-backed batch; returns how many requests it answered. */
+  private runNow (): number {
+    const batch = this.now
+    const count = batch.count
+    if (count === 0) return 0
+    this.ring.runNow(batch.rows, batch.results, count)
+    // Completions may queue more: they go to the other batch.
+    this.now = this.spare
+    this.spare = batch
+    batch.count = 0
+    for (let i = 0; i < count; i++) {
+      const req = batch.requests[i]!
+      batch.requests[i] = undefined
+      this.finish(req, batch.results[i])
+    }
+    return count
+  }
+
   private complete (tag: number, result: number): void {
     const req = this.requests[tag]!
     this.requests[tag] = undefined
     this.freeTags[this.freeCount++] = tag
+    this.finish(req, result)
+  }
+
+  private finish (req: BlockRequest, result: number): void {
     if (req.kind === IoKind.Flush) req.onSync(result < 0 ? errnoError(-result, req) : null)
     else if (result < 0) req.onTransfer(errnoError(-result, req), 0)
     else req.onTransfer(null, result)

@@ -25,12 +25,12 @@ export const nodeFsIo: BackingIo = {
 export class ThreadPoolDisk implements DiskEngine {
   constructor (private readonly io: BackingIo = nodeFsIo) {}
 
-  transfer (fd: number, req: BlockRequest, done: number): void {
+  transfer (fd: number, req: BlockRequest, done: number, _memory: boolean): void {
     const op = req.kind === IoKind.Read ? this.io.read : this.io.write
     op(fd, req.buffer, req.bufferOffset + done, req.length - done, req.offset + done, req.onTransfer)
   }
 
-  sync (fd: number, req: BlockRequest): void {
+  sync (fd: number, req: BlockRequest, _memory: boolean): void {
     this.io.fdatasync(fd, req.onSync)
   }
 

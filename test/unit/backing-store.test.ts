@@ -1,0 +1,68 @@
+// Opening backing stores: sizes, device numbers, memory-backed detection, refusals.
+import t from 'tap'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { BackingStore } from '../../src/store/backing-store'
+import { ThreadPoolDisk } from '../../src/store/thread-pool-disk'
+import { run } from '../helpers/exec'
+
+const disk = new ThreadPoolDisk()
+const dir = fs.mkdtempSync(path.join('/var/tmp', 'kvb-store-'))
+t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+t.test('a regular file: size in whole sectors, bdev 0:0', async t => {
+  const file = path.join(dir, 'a.img')
+  fs.writeFileSync(file, Buffer.alloc(10 * 512 + 100))
+  const store = await BackingStore.open(file, disk)
+  t.teardown(() => store.close())
+  t.same([store.size, store.sectors, store.bdev], [10 * 512, 10, '0:0'], 'a trailing partial sector is not exported')
+})
+
+t.test('memory-backed files are recognised by their file system', async t => {
+  const fsType = (p: string): Promise<string> => run('stat', ['-f', '-c', '%T', p]).then(r => r.stdout.trim())
+  for (const where of [dir, '/dev/shm', os.tmpdir()]) {
+    if (!fs.existsSync(where)) continue
+    const file = fs.mkdtempSync(path.join(where, 'kvb-mem-')) + '/m.img'
+    t.teardown(() => fs.rmSync(path.dirname(file), { recursive: true, force: true }))
+    fs.writeFileSync(file, Buffer.alloc(4096))
+    const store = await BackingStore.open(file, disk)
+    const type = await fsType(where)
+    t.equal(store.memory, ['tmpfs', 'ramfs'].includes(type), `${where} (${type})`)
+    await store.close()
+  }
+})
+
+t.test('refusals name the cause and carry ENOENT', async t => {
+  const empty = path.join(dir, 'empty.img')
+  fs.writeFileSync(empty, '')
+  const small = path.join(dir, 'small.img')
+  fs.writeFileSync(small, Buffer.alloc(511))
+  await t.rejects(BackingStore.open(path.join(dir, 'missing.img'), disk), { code: 'ENOENT', message: /cannot open .*missing\.img/ })
+  await t.rejects(BackingStore.open(empty, disk), { code: 'ENOENT', message: /no whole sector/ })
+  await t.rejects(BackingStore.open(small, disk), { code: 'ENOENT', message: /no whole sector .*511/ })
+  await t.rejects(BackingStore.open(dir, disk), { code: 'ENOENT', message: /neither a regular file nor a block device/ })
+  await t.rejects(BackingStore.open('/dev/null', disk), { code: 'ENOENT', message: /neither/ })
+})
+
+if (process.getuid?.() !== 0) {
+  process.stderr.write('\n*** SKIPPING block-device store test: needs root for losetup ***\n\n')
+  t.skip('block-device store test: needs root for losetup', () => {})
+} else {
+  t.test('a block device: size by ioctl, bdev MAJ:MIN', async t => {
+    const file = path.join(dir, 'loop.img')
+    fs.writeFileSync(file, Buffer.alloc(3 << 20))
+    const r = await run('losetup', ['--find', '--show', file])
+    t.equal(r.code, 0, `losetup: ${r.stderr}`)
+    const loop = r.stdout.trim()
+    t.teardown(() => run('losetup', ['-d', loop]))
+    const store = await BackingStore.open(loop, disk)
+    t.teardown(() => store.close())
+    const st = fs.statSync(loop)
+    t.equal(store.size, 3 << 20)
+    const want = (await run('stat', ['-c', '%t:%T', loop])).stdout.trim().split(':').map(h => parseInt(h, 16)).join(':')
+    t.equal(store.bdev, want, `bdev ${want}`)
+    t.ok(st.isBlockDevice())
+    t.equal(store.memory, false, 'a loop device is not memory-backed')
+  })
+}
