@@ -211,6 +211,28 @@ function fifo (name: string): string {
   return p
 }
 
+test('a stalled read does not hold up the requests submitted with it', async t => {
+  const ring = DiskRing.open(16)
+  t.teardown(() => ring.close())
+  const stalled = fs.openSync(fifo('stall'), 'r+')
+  t.teardown(() => fs.closeSync(stalled))
+  const file = path.join(dir, 'beside.bin')
+  const content = randomBytes(8 * 4096)
+  fs.writeFileSync(file, content)
+  const fd = fs.openSync(file, 'r')
+  t.teardown(() => fs.closeSync(fd))
+  const buf = Buffer.alloc(9 * 4096)
+  const a = ring.registerArena(buf)
+  setRow(ring, 0, DiskOp.Read, stalled, a, 8 * 4096, 64, 0, 100) // first in the batch, never answered
+  for (let i = 0; i < 8; i++) setRow(ring, i + 1, DiskOp.Read, fd, a, i * 4096, 4096, (7 - i) * 4096, i)
+  t.equal(ring.submit(9), 9)
+  const done = await drain(ring, 8)
+  t.same([...done.keys()].sort((x, y) => x - y), [0, 1, 2, 3, 4, 5, 6, 7], 'all eight file reads completed')
+  t.notOk(done.has(100), 'while the pipe read is still waiting')
+  for (let i = 0; i < 8; i++) t.ok(buf.subarray(i * 4096, (i + 1) * 4096).equals(content.subarray((7 - i) * 4096, (8 - i) * 4096)), `read ${i} data`)
+  t.equal(ring.counters.inFlight, 1)
+})
+
 test('onComplete fires for a completion that was not inline (pipe read)', async t => {
   const ring = DiskRing.open(8)
   t.teardown(() => ring.close())
