@@ -1,5 +1,6 @@
 import fs from 'node:fs'
 import { must, run } from './exec'
+import { parseMac } from '../../src/aoe/mac'
 
 /** Why a network test cannot run here, or null if it can (root, iproute2, netns support). */
 export function networkTestsUnavailable (): string | null {
@@ -15,6 +16,11 @@ export function networkTestsUnavailable (): string | null {
 export function skipLoudly (t: { skip: (name: string, fn: () => void) => unknown }, what: string, why: string): void {
   process.stderr.write(`\n*** SKIPPING ${what}: ${why} ***\n\n`)
   t.skip(`${what}: ${why}`, () => {})
+}
+
+/** The MAC of an interface in the root namespace, as a number (see aoe/mac.ts). */
+export function interfaceMac (ifname: string): number {
+  return parseMac(fs.readFileSync(`/sys/class/net/${ifname}/address`, 'utf8').trim())
 }
 
 let counter = 0

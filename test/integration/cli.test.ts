@@ -19,17 +19,23 @@ t.test('--help and usage errors', async t => {
   t.match(bufcnt.stderr, /--bufcnt must be 2-65535/)
 })
 
+/** A veth pair and a 1 MiB image, both removed when the test ends. */
+async function setUp (t: { teardown: (fn: () => unknown) => void }): Promise<{ net: TestNetwork, dir: string, img: string }> {
+  const net = await TestNetwork.create(1)
+  t.teardown(() => net.destroy())
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvblade-cli-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const img = path.join(dir, 'a.img')
+  fs.writeFileSync(img, Buffer.alloc(1 << 20))
+  return { net, dir, img }
+}
+
 const unavailable = networkTestsUnavailable()
 if (unavailable !== null) {
   skipLoudly(t, 'CLI network tests', unavailable)
 } else {
   t.test('bad --add lines fail with a message naming the cause', async t => {
-    const net = await TestNetwork.create(1)
-    t.teardown(() => net.destroy())
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvblade-cli-'))
-    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-    const good = path.join(dir, 'good.img')
-    fs.writeFileSync(good, Buffer.alloc(1 << 20))
+    const { net, dir, img: good } = await setUp(t)
     const empty = path.join(dir, 'empty.img')
     fs.writeFileSync(empty, '')
     const iface = net.links[0].target
@@ -54,24 +60,14 @@ if (unavailable !== null) {
   })
 
   t.test('shelf 4095 is accepted with a warning (the Linux initiator refuses it)', async t => {
-    const net = await TestNetwork.create(1)
-    t.teardown(() => net.destroy())
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvblade-cli-'))
-    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-    const img = path.join(dir, 'a.img')
-    fs.writeFileSync(img, Buffer.alloc(1 << 20))
+    const { net, img } = await setUp(t)
     const d = await Daemon.start(['--no-mount', '--add', `4095 0 ${net.links[0].target} ${img}`])
     t.match(d.stderr, /^kvblade: warning: shelf 4095 .* refused by the Linux aoe initiator/m)
     t.same(await d.stop(), { code: 0, signal: null })
   })
 
   t.test('SIGINT and SIGTERM stop the daemon cleanly; an add is announced', async t => {
-    const net = await TestNetwork.create(1)
-    t.teardown(() => net.destroy())
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvblade-cli-'))
-    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-    const img = path.join(dir, 'a.img')
-    fs.writeFileSync(img, Buffer.alloc(1 << 20))
+    const { net, img } = await setUp(t)
     const link = net.links[0]
     const initiator = TestInitiator.open(link.initiator, net.nsPath)
     t.teardown(() => initiator.close())

@@ -6,8 +6,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { BROADCAST_MAC, Command, FLAG_RESPONSE } from '../../src/aoe/constants'
-import { parseMac } from '../../src/aoe/mac'
-import { TestNetwork, networkTestsUnavailable, skipLoudly } from '../helpers/netns'
+import { TestNetwork, interfaceMac, networkTestsUnavailable, skipLoudly } from '../helpers/netns'
 import { TestInitiator, type TargetRef } from '../helpers/initiator'
 import { Daemon } from '../helpers/daemon'
 import { run } from '../helpers/exec'
@@ -45,7 +44,7 @@ if (unavailable !== null) {
     t.teardown(() => daemon.stop())
     const initiator = TestInitiator.open(link.initiator, net.nsPath)
     t.teardown(() => initiator.close())
-    const target: TargetRef = { major: 9, minor: 0, mac: parseMac(fs.readFileSync(`/sys/class/net/${link.target}/address`, 'utf8').trim()) }
+    const target: TargetRef = { major: 9, minor: 0, mac: interfaceMac(link.target) }
     const dirName = `${mnt}/9.0@${link.target}`
 
     await t.test('stat counters move with I/O from the initiator', async t => {

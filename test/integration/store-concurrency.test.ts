@@ -9,9 +9,8 @@ import path from 'node:path'
 import { FLAG_ERROR } from '../../src/aoe/constants'
 import { Engine } from '../../src/engine/engine'
 import { ThreadPoolDisk, nodeFsIo, type BackingIo } from '../../src/store/thread-pool-disk'
-import { TestNetwork, networkTestsUnavailable, skipLoudly } from '../helpers/netns'
+import { TestNetwork, interfaceMac, networkTestsUnavailable, skipLoudly } from '../helpers/netns'
 import { TestInitiator, type TargetRef, type Reply } from '../helpers/initiator'
-import { parseMac } from '../../src/aoe/mac'
 
 const SECTOR = 512
 const SLOW_LBA = 1000
@@ -89,7 +88,7 @@ if (unavailable !== null) {
     await engine.add({ major: 9, minor: 0, ifname: link.target, path: img })
     const initiator = TestInitiator.open(link.initiator, net.nsPath)
     t.teardown(() => initiator.close())
-    const target: TargetRef = { major: 9, minor: 0, mac: parseMac(fs.readFileSync(`/sys/class/net/${link.target}/address`, 'utf8').trim()) }
+    const target: TargetRef = { major: 9, minor: 0, mac: interfaceMac(link.target) }
 
     await t.test('a stalled read does not hold up the others', async t => {
       const order: string[] = []

@@ -11,7 +11,7 @@ import { decodeConfig } from '../../src/aoe/config'
 import { decodeMacMask, encodeMacMask } from '../../src/aoe/macmask'
 import { decodeReserve, encodeReserve } from '../../src/aoe/reserve'
 import { formatMac, parseMac } from '../../src/aoe/mac'
-import { TestNetwork, networkTestsUnavailable, skipLoudly } from '../helpers/netns'
+import { TestNetwork, interfaceMac, networkTestsUnavailable, skipLoudly } from '../helpers/netns'
 import { TestInitiator, type Reply, type TargetRef } from '../helpers/initiator'
 import { Daemon } from '../helpers/daemon'
 
@@ -57,8 +57,8 @@ if (unavailable !== null) {
     const a = TestInitiator.open(linkA.initiator, net.nsPath)
     const b = TestInitiator.open(linkB.initiator, net.nsPath)
     t.teardown(() => { a.close(); b.close() })
-    const macA = parseMac(fs.readFileSync(`/sys/class/net/${linkA.target}/address`, 'utf8').trim())
-    const macB = parseMac(fs.readFileSync(`/sys/class/net/${linkB.target}/address`, 'utf8').trim())
+    const macA = interfaceMac(linkA.target)
+    const macB = interfaceMac(linkB.target)
     const t90: TargetRef = { major: 9, minor: 0, mac: macA }
     const t91: TargetRef = { major: 9, minor: 1, mac: macA }
     const t90b: TargetRef = { major: 9, minor: 0, mac: macB }
