@@ -157,7 +157,15 @@ export class Port {
       }
       if (n === 0) break
       const lengths = socket.rxLengths
-      for (let i = 0; i < n; i++) this.handleFrame(socket.rx, i * slotSize, lengths[i])
+      for (let i = 0; i < n; i++) {
+        try {
+          this.handleFrame(socket.rx, i * slotSize, lengths[i])
+        } catch (err) {
+          // A frame we failed to handle is a bug, never a reason to stop serving.
+          this.malformed++
+          debug('%s: frame of %d bytes not handled: %s', this.ifname, lengths[i], (err as Error).stack)
+        }
+      }
       this.answer()
     }
   }
