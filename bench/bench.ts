@@ -55,7 +55,7 @@ const AOELOAD = path.join(TOOLS, 'aoeload')
 const NULLBLADE = path.join(TOOLS, 'nullblade')
 const KVBLADE = path.join(ROOT, 'bin', 'kvblade')
 const KVBLADE_ARGS = (env.BENCH_KVBLADE_ARGS ?? '').split(/\s+/).filter(Boolean)
-const KVBLADE_SLOW_ARGS = (env.BENCH_KVBLADE_SLOW_ARGS ?? '').split(/\s+/).filter(Boolean)
+const KVBLADE_SLOW_ARGS = (env.BENCH_KVBLADE_SLOW_ARGS ?? '--direct').split(/\s+/).filter(Boolean)
 const SLOW_DIR = env.BENCH_SLOW_DIR ?? '/var/tmp'
 const SLOW_MTU = num('BENCH_SLOW_MTU', 1500)
 const BUSY_POLL = env.BENCH_BUSY_POLL === '1'

@@ -2,16 +2,13 @@
 // All protocol logic stays in TypeScript.
 #include "common.h"
 
-namespace kvblade {
-void InitDiskRing(Napi::Env env, Napi::Object exports);  // disk_ring.cc; belongs in common.h
-}  // namespace kvblade
-
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   kvblade::InitPacketSocket(env, exports);
   kvblade::InitBlockDevice(env, exports);
   kvblade::InitDiskRing(env, exports);
+  kvblade::InitAlignedMemory(env, exports);
   return exports;
 }
 

@@ -20,5 +20,7 @@ struct SysError {
 
 void InitPacketSocket(Napi::Env env, Napi::Object exports);
 void InitBlockDevice(Napi::Env env, Napi::Object exports);
+void InitDiskRing(Napi::Env env, Napi::Object exports);
+void InitAlignedMemory(Napi::Env env, Napi::Object exports);
 
 }  // namespace kvblade

@@ -1,7 +1,7 @@
 /** Command-line parsing for `kvblade`: small enough that a dependency would not pay. */
 
 export const USAGE = `Usage:
-  kvblade start [--mount DIR | --no-mount] [--add "MAJOR MINOR IFACE PATH"]... [--bufcnt N]
+  kvblade start [--mount DIR | --no-mount] [--add "MAJOR MINOR IFACE PATH"]... [--bufcnt N] [--direct]
   kvblade sysfs [--mount DIR] -- COMMAND [ARGS...]
   kvblade --help | --version
 
@@ -12,6 +12,8 @@ start   Run the AoE target in the foreground until SIGINT or SIGTERM.
           --mount DIR   mount the sysfs-style control plane at DIR (default /mnt/kvblade)
           --no-mount    run without the control plane
           --bufcnt N    buffer count advertised to initiators (default 64, min 2)
+          --direct      open backing files with O_DIRECT, bypassing the page cache
+                        (like vblade -d; buffered where the file system refuses)
 sysfs   Run COMMAND in a private mount namespace in which /sys/kvblade is the control
         plane mounted at DIR, so kvblade's original kvadd/kvdel/kvstat work unchanged.
 
@@ -22,7 +24,7 @@ export const DEFAULT_MOUNT = '/mnt/kvblade'
 export type Invocation =
   | { command: 'help' }
   | { command: 'version' }
-  | { command: 'start', mount: string | null, adds: string[], bufferCount?: number }
+  | { command: 'start', mount: string | null, adds: string[], bufferCount?: number, direct?: boolean }
   | { command: 'sysfs', mount: string, argv: string[] }
 
 export class UsageError extends Error {}
@@ -43,11 +45,13 @@ export function parseArgs (argv: string[]): Invocation {
     let mount: string | null = DEFAULT_MOUNT
     const adds: string[] = []
     let bufferCount: number | undefined
+    let direct: boolean | undefined
     for (let i = 0; i < rest.length; i++) {
       const arg = rest[i]
       if (arg === '--mount') mount = value(rest, i++, arg)
       else if (arg.startsWith('--mount=')) mount = arg.slice(8)
       else if (arg === '--no-mount') mount = null
+      else if (arg === '--direct') direct = true
       else if (arg === '--add') adds.push(value(rest, i++, arg))
       else if (arg.startsWith('--add=')) adds.push(arg.slice(6))
       else if (arg === '--bufcnt' || arg.startsWith('--bufcnt=')) {
@@ -58,7 +62,7 @@ export function parseArgs (argv: string[]): Invocation {
       } else throw new UsageError(`unknown option ${arg}`)
     }
     if (mount === '') throw new UsageError('--mount needs a directory')
-    return { command: 'start', mount, adds, bufferCount }
+    return { command: 'start', mount, adds, bufferCount, ...(direct === true ? { direct } : {}) }
   }
   if (command === 'sysfs') {
     let mount = DEFAULT_MOUNT

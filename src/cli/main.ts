@@ -17,8 +17,8 @@ function version (): string {
   return (require('../../../package.json') as { version: string }).version
 }
 
-async function start (mount: string | null, adds: string[], bufferCount?: number): Promise<number> {
-  const engine = new Engine({ bufferCount, warn: msg => printError(`warning: ${msg}`) })
+async function start (mount: string | null, adds: string[], bufferCount?: number, direct?: boolean): Promise<number> {
+  const engine = new Engine({ bufferCount, direct, warn: msg => printError(`warning: ${msg}`) })
   let controlPlane: MountedControlPlane | null = null
   let stopping = false
 
@@ -76,7 +76,7 @@ export async function run (argv: string[]): Promise<number> {
       process.stdout.write(`kvblade ${version()}\n`)
       return 0
     case 'start':
-      return await start(inv.mount, inv.adds, inv.bufferCount)
+      return await start(inv.mount, inv.adds, inv.bufferCount, inv.direct)
     case 'sysfs':
       return await runWithSysfs(inv.mount, inv.argv)
   }

@@ -17,6 +17,8 @@ export interface EngineOptions {
   bufferCount?: number
   /** Open interfaces inside this network namespace (tests). */
   netns?: string
+  /** Open backing files with O_DIRECT (vblade's -d), where the file system allows it. */
+  direct?: boolean
   /** How disk I/O is done: default io_uring where the kernel allows it, else the thread pool. */
   disk?: DiskEngine
   /** Where warnings go (the CLI prints them on stderr). */
@@ -63,11 +65,14 @@ export class Engine implements Control {
   }
 
   private async openStore (path: string): Promise<BackingStore> {
+    let store: BackingStore
     try {
-      return await BackingStore.open(path, this.disk)
+      store = await BackingStore.open(path, this.disk, this.options.direct)
     } catch (err) {
       throw new ControlError('ENOENT', (err as Error).message)
     }
+    if (this.options.direct === true && !store.direct) this.warn(`${path}: the file system refuses O_DIRECT; using buffered I/O`)
+    return store
   }
 
   private openPort (ifname: string): Port {

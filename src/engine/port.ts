@@ -14,24 +14,38 @@ import { BlockRequest } from '../store/backing-store'
 import { IoKind } from '../store/ordering'
 import type { DiskEngine } from '../store/disk-engine'
 import { PacketSocket } from '../net/packet-socket'
+import { alignedBuffer } from '../net/aligned-buffer'
 import type { InterfaceStats } from '../control/control'
 import { FIRMWARE_VERSION, type Target } from './target'
 
 const debug = createDebug('kvblade:port')
 
-/** Every reply is built in a slot of this size: a 9000-byte MTU frame fits (17 sectors). */
-export const TX_SLOT_SIZE = 9216
+/** The largest frame we build: a 9000-byte MTU frame fits (17 sectors). */
+export const MAX_FRAME = 9216
 /**
- * Replies that may be outstanding at once on one interface. The arena is reserved, not
- * touched: slots are reused last-freed-first, so only the working set becomes resident.
+ * Every reply is built in a slot of this size, its frame starting FRAME_OFFSET in, so
+ * that the data area (36 bytes into the frame) starts on a page boundary: disk reads
+ * land straight in the reply and writes leave from it, with O_DIRECT too.
+ */
+export const TX_SLOT_SIZE = 16384
+const FRAME_OFFSET = 4096 - ATA_HEADER_LENGTH
+/**
+ * Replies that may be outstanding at once on one interface. The arena (64 MiB) is
+ * reserved, not touched: slots are reused last-freed-first, so only the working set
+ * becomes resident.
  */
 export const TX_SLOTS = 4096
 /** Receive batches handled per readiness event before yielding to the event loop. */
 const RX_BATCHES_PER_EVENT = 8
 
+/** Where the frame built in a transmit slot starts. */
+function frameAt (slot: number): number {
+  return slot * TX_SLOT_SIZE + FRAME_OFFSET
+}
+
 /** Sectors one frame carries at this MTU: floor((MTU − 36) / 512), capped by our slot. */
 export function sectorsForMtu (mtu: number): number {
-  const limit = Math.min(mtu + 14, TX_SLOT_SIZE) - ATA_HEADER_LENGTH
+  const limit = Math.min(mtu + 14, MAX_FRAME) - ATA_HEADER_LENGTH
   return Math.max(0, Math.min(255, Math.floor(limit / SECTOR_SIZE)))
 }
 
@@ -90,7 +104,7 @@ export class Port {
   private mac: number
 
   private constructor (readonly socket: PacketSocket, private readonly options: PortOptions) {
-    this.tx = Buffer.allocUnsafeSlow(TX_SLOTS * TX_SLOT_SIZE)
+    this.tx = alignedBuffer(TX_SLOTS * TX_SLOT_SIZE)
     // Slot 0 on top of the stack: low slots are reused first.
     for (let i = 0; i < TX_SLOTS; i++) this.freeSlots[i] = TX_SLOTS - 1 - i
     this.maxSectors = sectorsForMtu(socket.link.mtu)
@@ -228,7 +242,7 @@ export class Port {
     }
     const slot = this.allocSlot()
     if (slot < 0) return
-    const out = slot * TX_SLOT_SIZE
+    const out = frameAt(slot)
     const tx = this.tx
     // The reply starts as the request's header: flags and LBA registers go back as they came.
     rx.copy(tx, out, base, base + ATA_HEADER_LENGTH)
@@ -288,7 +302,7 @@ export class Port {
     }
     completeAta(ex.step, err !== null, plan)
     if (this.closed) return
-    const out = ex.slot * TX_SLOT_SIZE
+    const out = frameAt(ex.slot)
     encodeAtaStatus(this.tx, out, plan.status, plan.error, plan.sectorCount)
     this.queue(ex.slot, ATA_HEADER_LENGTH + plan.dataLength)
     if (!this.flushScheduled) {
@@ -314,7 +328,7 @@ export class Port {
   private sendConfig (t: Target, req: Header, ccmd: number, error: number): void {
     const slot = this.allocSlot()
     if (slot < 0) return
-    const out = slot * TX_SLOT_SIZE
+    const out = frameAt(slot)
     encodeResponseHeader(this.tx, out, req, this.mac, t.major, t.minor, error)
     const end = encodeConfig(this.tx, out, {
       bufferCount: this.options.bufferCount,
@@ -352,7 +366,7 @@ export class Port {
     const outcome = t.state.macMask(m)
     const slot = this.allocSlot()
     if (slot < 0) return
-    const out = slot * TX_SLOT_SIZE
+    const out = frameAt(slot)
     encodeResponseHeader(this.tx, out, this.header, this.mac, t.major, t.minor, outcome.error)
     const directives = outcome.list ? t.state.mask.map(mac => ({ dcmd: 0, mac })) : []
     const end = encodeMacMask(this.tx, out, { mcmd: m.mcmd, merror: outcome.merror, directives }, outcome.count)
@@ -368,7 +382,7 @@ export class Port {
     const error = t.state.reserve(m, this.header.src)
     const slot = this.allocSlot()
     if (slot < 0) return
-    const out = slot * TX_SLOT_SIZE
+    const out = frameAt(slot)
     encodeResponseHeader(this.tx, out, this.header, this.mac, t.major, t.minor, error)
     const end = encodeReserve(this.tx, out, { rcmd: m.rcmd, macs: t.state.reservation })
     this.queue(slot, end)
@@ -378,8 +392,8 @@ export class Port {
   private replyError (t: Target, rx: Buffer, base: number, length: number, error: number): void {
     const slot = this.allocSlot()
     if (slot < 0) return
-    const out = slot * TX_SLOT_SIZE
-    const echoed = Math.min(length, TX_SLOT_SIZE, this.mtu + 14)
+    const out = frameAt(slot)
+    const echoed = Math.min(length, MAX_FRAME, this.mtu + 14)
     rx.copy(this.tx, out, base, base + echoed)
     encodeResponseHeader(this.tx, out, this.header, this.mac, t.major, t.minor, error)
     this.queue(slot, echoed)
@@ -402,7 +416,7 @@ export class Port {
 
   /** Adds a finished reply to the next send batch, padded to the Ethernet minimum. */
   private queue (slot: number, length: number): void {
-    const out = slot * TX_SLOT_SIZE
+    const out = frameAt(slot)
     if (length < MIN_FRAME_LENGTH) {
       this.tx.fill(0, out + length, out + MIN_FRAME_LENGTH)
       length = MIN_FRAME_LENGTH
@@ -418,7 +432,7 @@ export class Port {
     const count = this.sendCount
     if (count === 0 || this.waitingWritable || this.closed) return
     const sent = this.socket.send(this.tx, this.sendOffsets, this.sendLengths, count)
-    for (let i = 0; i < sent; i++) this.releaseSlot(this.sendOffsets[i] / TX_SLOT_SIZE)
+    for (let i = 0; i < sent; i++) this.releaseSlot(Math.floor(this.sendOffsets[i] / TX_SLOT_SIZE))
     if (sent < count) {
       // Socket buffer full: keep the rest in order and try again once it drains.
       this.sendOffsets.copyWithin(0, sent, count)

@@ -46,6 +46,7 @@ export interface NativeAddon {
     socketBufferBytes: number) => NativePacketSocket
   ETH_P_AOE: number
   blkGetSize64 (fd: number): number
+  alignedBuffer (size: number): Buffer
   DiskRing: new (entries: number) => NativeDiskRing
 }
 

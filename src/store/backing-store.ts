@@ -91,13 +91,20 @@ export class BackingStore implements BackingStoreInfo {
     readonly bdev: string,
     /** In RAM (tmpfs/ramfs file, brd ram disk): I/O never waits on a device. */
     readonly memory: boolean,
+    /** Opened with O_DIRECT. */
+    readonly direct: boolean,
     private readonly disk: DiskEngine,
   ) {
     this.scheduler = new OrderedScheduler(req => this.startTransfer(req))
   }
 
   /** Opens a backing path; fails with ENOENT-style errors naming the cause. */
-  static async open (path: string, disk: DiskEngine): Promise<BackingStore> {
+  /**
+   * `direct` asks for O_DIRECT (vblade's -d): the page cache is bypassed, for backing
+   * disks that other hosts may also write or to keep the cache for something else. A
+   * file system that refuses it (EINVAL) gets buffered I/O; `store.direct` tells which.
+   */
+  static async open (path: string, disk: DiskEngine, direct = false): Promise<BackingStore> {
     let st: fs.Stats
     try {
       st = await fs.promises.stat(path)
@@ -107,10 +114,19 @@ export class BackingStore implements BackingStoreInfo {
     if (!st.isFile() && !st.isBlockDevice()) {
       throw storeError('ENOENT', `${path} is neither a regular file nor a block device`)
     }
+    const openWith = (flags: number): Promise<number> => new Promise<number>((resolve, reject) =>
+      fs.open(path, flags, (err, fd) => err ? reject(err) : resolve(fd)))
     let fd: number
+    let isDirect = direct
     try {
-      fd = await new Promise<number>((resolve, reject) =>
-        fs.open(path, fs.constants.O_RDWR, (err, fd) => err ? reject(err) : resolve(fd)))
+      try {
+        fd = await openWith(fs.constants.O_RDWR | (direct ? fs.constants.O_DIRECT : 0))
+      } catch (err) {
+        if (!direct || (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err
+        debug('%s: O_DIRECT refused, using buffered I/O', path)
+        isDirect = false
+        fd = await openWith(fs.constants.O_RDWR)
+      }
     } catch (err) {
       throw storeError('ENOENT', `cannot open ${path} read-write: ${(err as Error).message}`)
     }
@@ -124,8 +140,8 @@ export class BackingStore implements BackingStoreInfo {
       const memory = fst.isBlockDevice()
         ? devMajor(fst.rdev) === RAMDISK_MAJOR
         : MEMORY_FS_MAGIC.includes((await fs.promises.statfs(path)).type)
-      debug('opened %s: %d bytes, bdev %s%s', path, size, bdev, memory ? ', in memory' : '')
-      return new BackingStore(path, fd, size, bdev, memory, disk)
+      debug('opened %s: %d bytes, bdev %s%s%s', path, size, bdev, memory ? ', in memory' : '', isDirect ? ', O_DIRECT' : '')
+      return new BackingStore(path, fd, size, bdev, memory, isDirect, disk)
     } catch (err) {
       fs.closeSync(fd)
       throw err

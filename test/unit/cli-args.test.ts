@@ -45,6 +45,7 @@ t.test('valid invocations', t => {
     { argv: ['sysfs', '--mount=/m', 'kvstat'], want: { command: 'sysfs', mount: '/m', argv: ['kvstat'] } },
     { argv: ['sysfs', '--', 'grep', '--help'], want: { command: 'sysfs', mount: '/mnt/kvblade', argv: ['grep', '--help'] } },
     { argv: ['sysfs', 'kvadd', '--help'], want: { command: 'sysfs', mount: '/mnt/kvblade', argv: ['kvadd', '--help'] } },
+    { argv: ['start', '--direct'], want: { command: 'start', mount: '/mnt/kvblade', adds: [], direct: true } },
     { argv: ['sysfs', '--', 'cmd', '--mount', '/z'], want: { command: 'sysfs', mount: '/mnt/kvblade', argv: ['cmd', '--mount', '/z'] } },
     { argv: ['sysfs', '--', '--', 'x'], want: { command: 'sysfs', mount: '/mnt/kvblade', argv: ['--', 'x'] } },
   ]
