@@ -206,6 +206,9 @@ export class Port {
       this.ignored++
       return
     }
+    // Sectors per frame are advertised from the MTU as it is now, once per query frame
+    // however many targets answer it (the timer alone could lag by a second).
+    if (h.command === Command.QueryConfig) this.refreshLink()
     let matched = false
     const targets = this.targets
     for (let i = 0; i < targets.length; i++) {
@@ -321,7 +324,6 @@ export class Port {
     }
     const outcome = t.state.queryConfig(q)
     if (!outcome.respond) return
-    this.refreshLink()
     this.sendConfig(t, this.header, q.ccmd, outcome.error)
   }
 

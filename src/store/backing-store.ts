@@ -1,13 +1,12 @@
 import fs from 'node:fs'
 import createDebug from 'debug'
 import { blockDeviceSize } from '../net/block-device'
-import { IoKind, OrderedScheduler, type ScheduledIo } from './ordering'
+import { IO_KIND_NAMES, IoKind, OrderedScheduler, type ScheduledIo } from './ordering'
 import type { DiskEngine } from './disk-engine'
 
 const debug = createDebug('kvblade:store')
 
 export const SECTOR_SIZE = 512
-const IO_NAMES = ['read', 'write', 'flush']
 /** statfs f_type of tmpfs and ramfs. */
 const MEMORY_FS_MAGIC = [0x01021994, 0x858458f6]
 /** brd, /dev/ram*. */
@@ -42,7 +41,7 @@ export abstract class BlockRequest implements ScheduledIo {
       this.transferred += bytes
       if (this.transferred < this.length) {
         if (bytes > 0) return store.continueTransfer(this, this.transferred)
-        err = Object.assign(new Error(`short ${IO_NAMES[this.kind]} at byte ${this.offset + this.transferred} of ${store.path}`), { code: 'EIO' })
+        err = Object.assign(new Error(`short ${IO_KIND_NAMES[this.kind]} at byte ${this.offset + this.transferred} of ${store.path}`), { code: 'EIO' })
       }
     }
     store.finish(this, err)
@@ -181,7 +180,7 @@ export class BackingStore implements BackingStoreInfo {
 
   /** @internal */ finish (req: BlockRequest, err: NodeJS.ErrnoException | null): void {
     this.scheduler.complete(req)
-    if (err !== null) debug('%s: %s failed: %s', this.path, IO_NAMES[req.kind], err.message)
+    if (err !== null) debug('%s: %s failed: %s', this.path, IO_KIND_NAMES[req.kind], err.message)
     req.ioComplete(err)
     if (this.drained !== null && this.scheduler.outstanding === 0) this.drained()
   }

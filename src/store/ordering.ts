@@ -13,6 +13,8 @@
  */
 
 export const enum IoKind { Read = 0, Write = 1, Flush = 2 }
+/** IoKind by name, for messages. */
+export const IO_KIND_NAMES = ['read', 'write', 'flush']
 
 export interface ScheduledIo {
   kind: IoKind

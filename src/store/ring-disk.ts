@@ -2,13 +2,13 @@ import os from 'node:os'
 import type { BlockRequest } from './backing-store'
 import type { DiskEngine } from './disk-engine'
 import { DISK_ROW, DiskCol, DiskOp, DiskRing } from './disk-ring'
-import { IoKind } from './ordering'
+import { IO_KIND_NAMES, IoKind } from './ordering'
 
 const ERRNO_NAMES = new Map<number, string>(Object.entries(os.constants.errno).map(([name, n]) => [n, name]))
 
 function errnoError (errno: number, req: BlockRequest): NodeJS.ErrnoException {
   const code = ERRNO_NAMES.get(errno) ?? `E${errno}`
-  return Object.assign(new Error(`${code}: ${['read', 'write', 'flush'][req.kind]} at byte ${req.offset} failed`), { code, errno: -errno })
+  return Object.assign(new Error(`${code}: ${IO_KIND_NAMES[req.kind]} at byte ${req.offset} failed`), { code, errno: -errno })
 }
 
 /** A request that found the ring full; rare, so allocating for it is fine. */

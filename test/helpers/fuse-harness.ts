@@ -2,12 +2,15 @@
  * Shared pieces of the control-plane (FUSE) tests: when to skip, temp dirs, running
  * /bin/sh, and exact errno checks through python3's os module.
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { accessSync, constants, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { REPO } from './daemon'
+import { run } from './exec'
 
-export const REPO = join(__dirname, '..', '..', '..')
+export { REPO }
+export { run as exec, sh, bash, type ExecResult as ShResult } from './exec'
 export const SCRIPTS = join(REPO, 'scripts')
 
 function hasProgram (name: string): boolean {
@@ -33,36 +36,6 @@ export function tempDir (prefix: string): string {
 
 export function removeDir (dir: string): void {
   rmSync(dir, { recursive: true, force: true })
-}
-
-export interface ShResult { code: number | null, stdout: string, stderr: string }
-
-/** Runs a program, collecting its output; never rejects on a non-zero exit. */
-export function exec (file: string, args: string[], opts: { env?: NodeJS.ProcessEnv, input?: string, cwd?: string, timeoutMs?: number } = {}): Promise<ShResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000)
-    child.stdout.on('data', d => { stdout += String(d) })
-    child.stderr.on('data', d => { stderr += String(d) })
-    child.on('error', reject)
-    child.stdin.on('error', () => {}) // EPIPE when the program exits without reading
-    child.on('close', code => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr })
-    })
-    child.stdin.end(opts.input ?? '')
-  })
-}
-
-/** `/bin/sh -c SCRIPT sh ARGS...` (dash on Debian). */
-export function sh (script: string, args: string[] = [], opts: { env?: NodeJS.ProcessEnv, cwd?: string } = {}): Promise<ShResult> {
-  return exec('/bin/sh', ['-c', script, 'sh', ...args], opts)
-}
-
-export function bash (script: string, args: string[] = []): Promise<ShResult> {
-  return exec('/bin/bash', ['-c', script, 'bash', ...args])
 }
 
 /** One system call sequence for the errno probe; data is sent as base64. */
@@ -146,7 +119,7 @@ export async function probe (ops: ProbeOp[]): Promise<ProbeResult[]> {
   const input = JSON.stringify(ops.map(o => o.op === 'write'
     ? { ...o, chunks: o.chunks.map(c => Buffer.from(c).toString('base64')) }
     : o))
-  const r = await exec('python3', ['-c', PROBE], { input })
+  const r = await run('python3', ['-c', PROBE], { input })
   if (r.code !== 0) throw new Error(`errno probe failed (${String(r.code)}): ${r.stderr}`)
   return JSON.parse(r.stdout) as ProbeResult[]
 }

@@ -9,15 +9,10 @@ import { BROADCAST_MAC, Command, FLAG_RESPONSE } from '../../src/aoe/constants'
 import { TestNetwork, interfaceMac, networkTestsUnavailable, skipLoudly } from '../helpers/netns'
 import { TestInitiator, type TargetRef } from '../helpers/initiator'
 import { Daemon } from '../helpers/daemon'
-import { run } from '../helpers/exec'
+import { sh } from '../helpers/exec'
 
 const SECTOR = 512
 const unavailable = networkTestsUnavailable() ?? (fs.existsSync('/dev/fuse') ? null : 'no /dev/fuse')
-
-/** `cat`/`echo` through /bin/sh, as an admin would. */
-async function sh (script: string, ...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
-  return await run('/bin/sh', ['-c', script, 'sh', ...args])
-}
 
 function counters (line: string): number[] {
   return line.trim().split(/\s+/).map(Number)
@@ -48,30 +43,30 @@ if (unavailable !== null) {
     const dirName = `${mnt}/9.0@${link.target}`
 
     await t.test('stat counters move with I/O from the initiator', async t => {
-      const before = counters((await sh('cat "$1/stat"', dirName)).stdout)
-      const ifBefore = (await sh('cat "$1/stat"', mnt)).stdout.trim().split(/\s+/)
+      const before = counters((await sh('cat "$1/stat"', [dirName])).stdout)
+      const ifBefore = (await sh('cat "$1/stat"', [mnt])).stdout.trim().split(/\s+/)
       for (let i = 0; i < 10; i++) await initiator.ata(target, 0x24, i * 2, 2)
       for (let i = 0; i < 5; i++) await initiator.ata(target, 0x34, 100 + i * 2, 2, { data: dataA.subarray((100 + i * 2) * SECTOR, (102 + i * 2) * SECTOR) })
       await initiator.ata(target, 0xe7, 0, 0)
-      const after = counters((await sh('cat "$1/stat"', dirName)).stdout)
+      const after = counters((await sh('cat "$1/stat"', [dirName])).stdout)
       t.same(after.slice(0, 7).map((v, i) => v - before[i]), [10, 20, 5, 10, 1, 0, 0],
         'reads, read sectors, writes, write sectors, flushes, errors, in flight')
       t.equal(after[7] - before[7], 16, 'frames handled')
-      const ifAfter = (await sh('cat "$1/stat"', mnt)).stdout.trim().split(/\s+/)
+      const ifAfter = (await sh('cat "$1/stat"', [mnt])).stdout.trim().split(/\s+/)
       t.equal(ifAfter[0], link.target)
       t.ok(Number(ifAfter[1]) - Number(ifBefore[1]) >= 16, 'interface frames in')
       t.ok(Number(ifAfter[2]) - Number(ifBefore[2]) >= 16, 'interface frames out')
-      t.equal((await sh('cat "$1/busy"', dirName)).stdout, '0\n')
+      t.equal((await sh('cat "$1/busy"', [dirName])).stdout, '0\n')
     })
 
     await t.test('readd changes what is served, and the size', async t => {
       t.ok((await initiator.read(target, 0, 8)).equals(dataA.subarray(0, 8 * SECTOR)), 'file A before')
-      const r = await sh('echo "9 0 $1 $2" > "$3/readd"', link.target, fileB, mnt)
+      const r = await sh('echo "9 0 $1 $2" > "$3/readd"', [link.target, fileB, mnt])
       t.equal(r.code, 0, `readd: ${r.stderr}`)
       t.ok((await initiator.read(target, 0, 8)).equals(dataB.subarray(0, 8 * SECTOR)), 'file B after')
-      t.equal((await sh('cat "$1/scnt" "$1/bpath"', dirName)).stdout, `${(2 << 20) / SECTOR}\n${fileB}\n`)
+      t.equal((await sh('cat "$1/scnt" "$1/bpath"', [dirName])).stdout, `${(2 << 20) / SECTOR}\n${fileB}\n`)
       t.equal((await initiator.identify(target)).sectors, (2 << 20) / SECTOR, 'IDENTIFY reports the new size')
-      const missing = await sh('echo "9 0 $1 $2/nope" > "$3/readd"', link.target, dir, mnt)
+      const missing = await sh('echo "9 0 $1 $2/nope" > "$3/readd"', [link.target, dir, mnt])
       t.not(missing.code, 0, 'readd of a missing file fails')
       t.ok((await initiator.read(target, 0, 8)).equals(dataB.subarray(0, 8 * SECTOR)), 'and leaves the target serving file B')
     })
@@ -81,7 +76,7 @@ if (unavailable !== null) {
         '-T', 'fields', '-e', 'aoe.cmd', '-e', 'aoe.major', '-e', 'aoe.minor', '-e', 'eth.dst'], 30_000)
       await new Promise(resolve => setTimeout(resolve, 3000)) // tshark needs a moment to start capturing
       const before = initiator.received.length
-      t.equal((await sh('echo 1 > "$1/announce"', mnt)).code, 0)
+      t.equal((await sh('echo 1 > "$1/announce"', [mnt])).code, 0)
       for (let i = 0; i < 100 && initiator.received.length === before; i++) await new Promise(resolve => setTimeout(resolve, 20))
       const seen = initiator.received.slice(before)
       t.same(seen.map(r => [r.header.command, r.header.major, r.header.minor, r.header.dst, r.header.flags & FLAG_RESPONSE]),
@@ -94,7 +89,7 @@ if (unavailable !== null) {
 
     await t.test('del makes the target stop answering', async t => {
       t.equal((await initiator.discover(9, 0)).length, 1, 'answers before')
-      t.equal((await sh('echo "9 0 $1" > "$2/del"', link.target, mnt)).code, 0)
+      t.equal((await sh('echo "9 0 $1" > "$2/del"', [link.target, mnt])).code, 0)
       t.notOk(fs.existsSync(dirName), 'its directory is gone')
       t.same(await initiator.discover(9, 0), [], 'no reply to discovery')
       const { frame, tag } = initiator.ataFrame(target, 0x24, 0, 2)
