@@ -1,8 +1,12 @@
-// Page-aligned buffers. O_DIRECT transfers need memory aligned to the device's logical
-// block size, and JS can neither allocate nor see the address of such memory.
+// Memory helpers JS cannot do well itself. Page-aligned buffers: O_DIRECT transfers
+// need memory aligned to the device's logical block size, and JS can neither allocate
+// nor see the address of such memory. Copies: Buffer#copy between two buffers
+// allocates a view per call on Node 20, and any call into C++ costs far more than
+// copying a sector, so the packet loop batches its copies (copyRanges).
 #include "common.h"
 
 #include <cerrno>
+#include <cstring>
 #include <sys/mman.h>
 
 namespace kvblade {
@@ -24,10 +28,50 @@ Napi::Value AlignedBuffer(const Napi::CallbackInfo& info) {
                                     [bytes](Napi::Env, uint8_t* data) { munmap(data, bytes); });
 }
 
+uint8_t* BytesArg(const Napi::CallbackInfo& info, size_t i, size_t* length) {
+  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw Napi::TypeError::New(info.Env(), "copyRanges(dst, src, ranges, count): dst and src must be Buffers");
+  Napi::Uint8Array a = info[i].As<Napi::Uint8Array>();
+  *length = a.ElementLength();
+  return a.Data();
+}
+
+double NumberArg(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsNumber())
+    throw Napi::TypeError::New(info.Env(), "copyRanges(dst, src, ranges, count): count must be a number");
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+
+// copyRanges(dst, src, ranges: Uint32Array, count): for each row j < count of
+// ranges = [dstOffset, srcOffset, length], dst[dstOffset..] = src[srcOffset..+length].
+// One call per receive batch instead of one per frame. Checks every row before
+// copying any.
+void CopyRanges(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t dst_len = 0, src_len = 0;
+  uint8_t* dst = BytesArg(info, 0, &dst_len);
+  uint8_t* src = BytesArg(info, 1, &src_len);
+  if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+    throw Napi::TypeError::New(env, "copyRanges(dst, src, ranges, count): ranges must be a Uint32Array");
+  Napi::Uint32Array ranges = info[2].As<Napi::Uint32Array>();
+  double count = NumberArg(info, 3);
+  if (!(count >= 0 && count * 3 <= ranges.ElementLength()))
+    throw Napi::RangeError::New(env, "copyRanges: count past the end of ranges");
+  const uint32_t* r = ranges.Data();
+  size_t n = static_cast<size_t>(count);
+  for (size_t j = 0; j < n; j++) {
+    uint64_t d = r[3 * j], s = r[3 * j + 1], len = r[3 * j + 2];
+    if (d + len > dst_len || s + len > src_len)
+      throw Napi::RangeError::New(env, "copyRanges: range " + std::to_string(j) + " outside a buffer");
+  }
+  for (size_t j = 0; j < n; j++) memmove(dst + r[3 * j], src + r[3 * j + 1], r[3 * j + 2]);
+}
+
 }  // namespace
 
 void InitAlignedMemory(Napi::Env env, Napi::Object exports) {
   exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
+  exports.Set("copyRanges", Napi::Function::New(env, CopyRanges, "copyRanges"));
 }
 
 }  // namespace kvblade

@@ -1,7 +1,7 @@
-// AF_PACKET socket for AoE frames: batched receive (recvmmsg) into a
-// JS-visible buffer, batched send (sendmmsg) from a JS arena, and libuv
-// readiness callbacks. One call across the JS boundary per batch, never per
-// frame; nothing here allocates per frame.
+// AF_PACKET socket for AoE frames: receive through a memory-mapped ring
+// (PACKET_RX_RING, TPACKET_V2) that JS reads in place, batched send (sendmmsg)
+// from a JS arena, and libuv readiness callbacks. One call across the JS
+// boundary per batch, never per frame; nothing here allocates per frame.
 #include "common.h"
 
 #include <uv.h>
@@ -16,6 +16,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -129,7 +130,37 @@ void FilterOwnFrames(int fd) {
   if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) Fail("setsockopt(SO_ATTACH_FILTER)");
 }
 
-int OpenBoundSocket(const std::string& ifname, int sock_buf) {
+// Receive ring geometry. The kernel copies each frame into the next free ring
+// frame, behind a tpacket2_hdr, at the same offset every time (kMacOffset for
+// Ethernet); we read frames there and hand each back once JS is done with it.
+// Receiving costs no system call and no copy on our side: the copy happens in
+// the sender's context, and for veth that is the initiator's CPU.
+constexpr uint32_t kMacOffset = TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - ETH_HLEN;
+constexpr uint32_t kRingBlockSize = 1 << 16;  // 16 pages: few blocks, little waste per block
+
+struct RingGeometry {
+  struct tpacket_req req;
+  uint32_t frames_per_block;
+  size_t bytes;
+};
+
+// Smallest ring of at least `frames` frames, each holding `max_frame` bytes.
+RingGeometry RxRingFor(uint32_t frames, uint32_t max_frame) {
+  RingGeometry g{};
+  uint32_t frame_size = TPACKET_ALIGN(kMacOffset + max_frame);
+  uint32_t page = static_cast<uint32_t>(sysconf(_SC_PAGESIZE));
+  uint32_t block = frame_size <= kRingBlockSize ? kRingBlockSize : (frame_size + page - 1) / page * page;
+  g.frames_per_block = block / frame_size;
+  uint32_t blocks = (frames + g.frames_per_block - 1) / g.frames_per_block;
+  g.req.tp_block_size = block;
+  g.req.tp_block_nr = blocks;
+  g.req.tp_frame_size = frame_size;
+  g.req.tp_frame_nr = blocks * g.frames_per_block;
+  g.bytes = size_t{block} * blocks;
+  return g;
+}
+
+int OpenBoundSocket(const std::string& ifname, int sock_buf, const struct tpacket_req& ring) {
   // Protocol 0 hears nothing until bind(): no frames from other interfaces
   // can queue up in between.
   UniqueFd s(socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -141,6 +172,9 @@ int OpenBoundSocket(const std::string& ifname, int sock_buf) {
   if (setsockopt(s.fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0 && errno != ENOPROTOOPT)
     Fail("setsockopt(PACKET_IGNORE_OUTGOING)");
   FilterOwnFrames(s.fd);
+  int version = TPACKET_V2;
+  if (setsockopt(s.fd, SOL_PACKET, PACKET_VERSION, &version, sizeof version) < 0) Fail("setsockopt(PACKET_VERSION)");
+  if (setsockopt(s.fd, SOL_PACKET, PACKET_RX_RING, &ring, sizeof ring) < 0) Fail("setsockopt(PACKET_RX_RING)");
   struct sockaddr_ll sll;
   memset(&sll, 0, sizeof sll);
   sll.sll_family = AF_PACKET;
@@ -175,55 +209,62 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
                        });
   }
 
-  // new NativePacketSocket(ifname, netnsPath | '', rxSlots, slotSize, socketBufferBytes)
-  // Sets this.rx (Buffer), this.rxLengths (Uint32Array), this.counters (Float64Array).
+  // new NativePacketSocket(ifname, netnsPath | '', rxSlots, slotSize, socketBufferBytes, ringFrames)
+  // Sets this.rx (Buffer over the receive ring), this.rxOffsets and this.rxLengths
+  // (Uint32Array), this.counters (Float64Array).
   explicit PacketSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PacketSocket>(info) {
     Napi::Env env = info.Env();
     if (!info[0].IsString() || !info[1].IsString())
-      throw Napi::TypeError::New(env, "NativePacketSocket(ifname, netns, rxSlots, slotSize, socketBufferBytes)");
+      throw Napi::TypeError::New(env, "NativePacketSocket(ifname, netns, rxSlots, slotSize, socketBufferBytes, ringFrames)");
     ifname_ = info[0].As<Napi::String>().Utf8Value();
     std::string netns = info[1].As<Napi::String>().Utf8Value();
     rx_slots_ = Uint32Arg(info, 2, "rxSlots", 1, kMaxMsgs);
     slot_size_ = Uint32Arg(info, 3, "slotSize", 64, 1 << 18);
     uint32_t sock_buf = Uint32Arg(info, 4, "socketBufferBytes", 4096, 1u << 30);
+    uint32_t ring_frames = Uint32Arg(info, 5, "ringFrames", 1, 1 << 16);
+    RingGeometry ring = RxRingFor(ring_frames, slot_size_);
 
     UniqueFd fd;
+    void* map = MAP_FAILED;
     try {
       NetnsScope scope(netns);
-      fd.fd = OpenBoundSocket(ifname_, static_cast<int>(sock_buf));
+      fd.fd = OpenBoundSocket(ifname_, static_cast<int>(sock_buf), ring.req);
+      map = mmap(nullptr, ring.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.fd, 0);
+      if (map == MAP_FAILED) Fail("mmap(PACKET_RX_RING)");
     } catch (const SysError& e) {
       std::string ctx = "packet socket on interface '" + ifname_ + "'";
       if (!netns.empty()) ctx += " in netns " + netns;
       throw ErrnoError(env, e.err, e.syscall, ctx);
     }
 
-    Napi::Buffer<uint8_t> rx = Napi::Buffer<uint8_t>::New(env, size_t{rx_slots_} * slot_size_);
+    // The mapping outlives close(): JS may still hold the Buffer. It goes when
+    // the Buffer is collected (this object keeps the Buffer alive meanwhile).
+    size_t ring_bytes = ring.bytes;
+    Napi::Buffer<uint8_t> rx = Napi::Buffer<uint8_t>::New(
+        env, static_cast<uint8_t*>(map), ring_bytes, [ring_bytes](Napi::Env, uint8_t* p) { munmap(p, ring_bytes); });
+    Napi::Uint32Array offsets = Napi::Uint32Array::New(env, rx_slots_);
     Napi::Uint32Array lengths = Napi::Uint32Array::New(env, rx_slots_);
     Napi::Float64Array counters = Napi::Float64Array::New(env, kNumCounters);
-    rx_ = rx.Data();
+    ring_ = rx.Data();
+    ring_frames_ = ring.req.tp_frame_nr;
+    frames_per_block_ = ring.frames_per_block;
+    block_size_ = ring.req.tp_block_size;
+    frame_size_ = ring.req.tp_frame_size;
+    rx_offsets_ = offsets.Data();
     rx_lengths_ = lengths.Data();
     counters_ = counters.Data();
     std::fill(counters_, counters_ + kNumCounters, 0.0);
     rx_ref_ = Napi::Persistent(rx.As<Napi::Value>());
+    offsets_ref_ = Napi::Persistent(offsets.As<Napi::Value>());
     lengths_ref_ = Napi::Persistent(lengths.As<Napi::Value>());
     counters_ref_ = Napi::Persistent(counters.As<Napi::Value>());
     Napi::Object self = info.This().As<Napi::Object>();
     self.Set("rx", rx);
+    self.Set("rxOffsets", offsets);
     self.Set("rxLengths", lengths);
     self.Set("counters", counters);
+    self.Set("ringFrames", Napi::Number::New(env, ring_frames_));
 
-    // Receive slots: message i always points at slot i and its own address.
-    rx_msgs_.resize(rx_slots_);
-    rx_iov_.resize(rx_slots_);
-    rx_addr_.resize(rx_slots_);
-    for (uint32_t i = 0; i < rx_slots_; i++) {
-      rx_iov_[i] = {rx_ + size_t{i} * slot_size_, slot_size_};
-      memset(&rx_msgs_[i], 0, sizeof rx_msgs_[i]);
-      rx_msgs_[i].msg_hdr.msg_iov = &rx_iov_[i];
-      rx_msgs_[i].msg_hdr.msg_iovlen = 1;
-      rx_msgs_[i].msg_hdr.msg_name = &rx_addr_[i];
-      rx_msgs_[i].msg_hdr.msg_namelen = sizeof rx_addr_[i];
-    }
     // Send: the arena differs per call, only iov contents change. No msg_name:
     // a bound packet socket sends on its interface with its protocol.
     tx_msgs_.resize(kMaxMsgs);
@@ -266,35 +307,45 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
     return o;
   }
 
-  // recv() -> n: frames in slots 0..n-1, lengths in rxLengths. 0 = nothing pending.
+  struct tpacket2_hdr* RingFrame(uint32_t i) const {
+    return reinterpret_cast<struct tpacket2_hdr*>(ring_ + size_t{i / frames_per_block_} * block_size_ +
+                                                  size_t{i % frames_per_block_} * frame_size_);
+  }
+
+  // Gives the frames of the last recv() back to the kernel, oldest first.
+  void ReleaseHeld() {
+    for (; held_ > 0; held_--) {
+      __atomic_store_n(&RingFrame(release_)->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+      release_ = release_ + 1 == ring_frames_ ? 0 : release_ + 1;
+    }
+  }
+
+  // recv() -> n: frame i is rx[rxOffsets[i] .. + rxLengths[i]), read in place in the
+  // ring. They stay valid until the next recv() (or close), which hands them back.
+  // 0 = nothing pending.
   Napi::Value Recv(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckOpen(env);
+    ReleaseHeld();
     uint32_t kept = 0;
-    for (;;) {
-      int r = recvmmsg(fd_, rx_msgs_.data(), rx_slots_, MSG_DONTWAIT, nullptr);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        // ENETDOWN is a one-shot notice that the link went down; not fatal.
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENETDOWN) break;
-        throw ErrnoError(env, errno, "recvmmsg", "packet socket on interface '" + ifname_ + "'");
-      }
-      if (r == 0) break;
-      counters_[kRxBatches]++;
-      for (int i = 0; i < r; i++) {
-        struct msghdr& h = rx_msgs_[i].msg_hdr;
-        uint32_t len = rx_msgs_[i].msg_len;
-        bool own = rx_addr_[i].sll_pkttype == PACKET_OUTGOING;  // kernels without PACKET_IGNORE_OUTGOING
-        h.msg_namelen = sizeof rx_addr_[i];  // value-result: reset for the next call
-        if (own) continue;
-        if (kept != static_cast<uint32_t>(i))  // rare: close the gap a skipped frame left
-          memmove(rx_ + size_t{kept} * slot_size_, rx_ + size_t(i) * slot_size_, len);
-        rx_lengths_[kept++] = len;
-      }
-      // A batch made only of skipped frames must not read as "queue empty".
-      if (kept > 0) break;
+    // Never more than the ring: frames we hold still read as the user's.
+    uint32_t limit = std::min(rx_slots_, ring_frames_);
+    while (held_ < limit) {
+      struct tpacket2_hdr* h = RingFrame(next_);
+      if ((__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) == 0) break;
+      next_ = next_ + 1 == ring_frames_ ? 0 : next_ + 1;
+      held_++;
+      auto* addr = reinterpret_cast<const struct sockaddr_ll*>(reinterpret_cast<const uint8_t*>(h) +
+                                                               TPACKET_ALIGN(sizeof(struct tpacket2_hdr)));
+      if (addr->sll_pkttype == PACKET_OUTGOING) continue;  // kernels without PACKET_IGNORE_OUTGOING
+      rx_offsets_[kept] = static_cast<uint32_t>(reinterpret_cast<uint8_t*>(h) + h->tp_mac - ring_);
+      rx_lengths_[kept] = std::min(h->tp_snaplen, slot_size_);
+      kept++;
     }
-    counters_[kRxFrames] += kept;
+    if (kept > 0) {
+      counters_[kRxBatches]++;
+      counters_[kRxFrames] += kept;
+    }
     return Napi::Number::New(env, kept);
   }
 
@@ -463,13 +514,14 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
   std::string ifname_;
   int fd_ = -1;
   uint32_t rx_slots_ = 0, slot_size_ = 0;
-  uint8_t* rx_ = nullptr;
+  // Receive ring: frames next_.. are the kernel's or new; held_ frames from release_ on are JS's.
+  uint8_t* ring_ = nullptr;
+  uint32_t ring_frames_ = 0, frames_per_block_ = 1, block_size_ = 0, frame_size_ = 0;
+  uint32_t next_ = 0, release_ = 0, held_ = 0;
+  uint32_t* rx_offsets_ = nullptr;
   uint32_t* rx_lengths_ = nullptr;
   double* counters_ = nullptr;
-  Napi::Reference<Napi::Value> rx_ref_, lengths_ref_, counters_ref_;  // keep the memory we write into alive
-  std::vector<struct mmsghdr> rx_msgs_;
-  std::vector<struct iovec> rx_iov_;
-  std::vector<struct sockaddr_ll> rx_addr_;
+  Napi::Reference<Napi::Value> rx_ref_, offsets_ref_, lengths_ref_, counters_ref_;  // keep the memory we write into alive
   std::vector<struct mmsghdr> tx_msgs_;
   std::vector<struct iovec> tx_iov_;
   uv_poll_t* poll_ = nullptr;

@@ -14,7 +14,7 @@ import { BlockRequest } from '../store/backing-store'
 import { IoKind } from '../store/ordering'
 import type { DiskEngine } from '../store/disk-engine'
 import { PacketSocket } from '../net/packet-socket'
-import { alignedBuffer } from '../net/aligned-buffer'
+import { CopyBatch, alignedBuffer, copySmall } from '../net/memory'
 import type { InterfaceStats } from '../control/control'
 import { FIRMWARE_VERSION, type Target } from './target'
 
@@ -96,6 +96,10 @@ export class Port {
   private flushScheduled = false
   private waitingWritable = false
   private closed = false
+  /** Disk requests of the receive batch being read, submitted together at its end. */
+  private readonly staged: Array<Exchange | undefined>
+  private stagedCount = 0
+  private readonly copies: CopyBatch
   private readonly header: Header = emptyHeader()
   private readonly ata = emptyAtaRequest()
   private readonly linkTimer: NodeJS.Timeout
@@ -105,6 +109,8 @@ export class Port {
 
   private constructor (readonly socket: PacketSocket, private readonly options: PortOptions) {
     this.tx = alignedBuffer(TX_SLOTS * TX_SLOT_SIZE)
+    this.staged = new Array(socket.rxSlots)
+    this.copies = new CopyBatch(socket.rxSlots)
     // Slot 0 on top of the stack: low slots are reused first.
     for (let i = 0; i < TX_SLOTS; i++) this.freeSlots[i] = TX_SLOTS - 1 - i
     this.maxSectors = sectorsForMtu(socket.link.mtu)
@@ -160,7 +166,6 @@ export class Port {
 
   private receive (): void {
     const socket = this.socket
-    const slotSize = socket.slotSize
     for (let batch = 0; batch < RX_BATCHES_PER_EVENT && !this.closed; batch++) {
       let n: number
       try {
@@ -170,16 +175,18 @@ export class Port {
         break
       }
       if (n === 0) break
+      const offsets = socket.rxOffsets
       const lengths = socket.rxLengths
       for (let i = 0; i < n; i++) {
         try {
-          this.handleFrame(socket.rx, i * slotSize, lengths[i])
+          this.handleFrame(socket.rx, offsets[i], lengths[i])
         } catch (err) {
           // A frame we failed to handle is a bug, never a reason to stop serving.
           this.malformed++
           debug('%s: frame of %d bytes not handled: %s', this.ifname, lengths[i], (err as Error).stack)
         }
       }
+      this.commitStaged()
       this.answer()
     }
   }
@@ -248,7 +255,7 @@ export class Port {
     const out = frameAt(slot)
     const tx = this.tx
     // The reply starts as the request's header: flags and LBA registers go back as they came.
-    rx.copy(tx, out, base, base + ATA_HEADER_LENGTH)
+    copySmall(tx, out, rx, base, ATA_HEADER_LENGTH)
     encodeResponseHeader(tx, out, this.header, this.mac, t.major, t.minor)
     const ex = (this.exchanges[slot] ??= new Exchange(this, slot))
     const plan = ex.plan
@@ -263,8 +270,12 @@ export class Port {
         this.malformed++
         return this.replyError(t, rx, base, length, AoeError.BadArgument)
       case AtaStep.Write:
-        // The receive slot is reused by the next batch: stage the data in the reply slot.
-        rx.copy(tx, out + ATA_HEADER_LENGTH, req.dataOffset, req.dataOffset + plan.length)
+        // The receive ring frame goes back to the kernel with the next batch: the data
+        // moves to the reply slot (at the end of this batch, with the others).
+        if (!this.copies.add(out + ATA_HEADER_LENGTH, req.dataOffset, plan.length)) {
+          this.commitStaged()
+          this.copies.add(out + ATA_HEADER_LENGTH, req.dataOffset, plan.length)
+        }
         ex.kind = IoKind.Write
         break
       case AtaStep.Read:
@@ -281,7 +292,23 @@ export class Port {
     ex.buffer = tx
     ex.bufferOffset = out + ATA_HEADER_LENGTH
     t.busy++
-    t.store.submit(ex)
+    if (this.stagedCount === this.staged.length) this.commitStaged()
+    this.staged[this.stagedCount++] = ex
+  }
+
+  /**
+   * Ends the staging of a receive batch: copies the write data out of the receive ring,
+   * then hands the batch's disk requests to their stores in arrival order.
+   */
+  private commitStaged (): void {
+    const count = this.stagedCount
+    this.stagedCount = 0
+    this.copies.run(this.tx, this.socket.rx)
+    for (let i = 0; i < count; i++) {
+      const ex = this.staged[i]!
+      this.staged[i] = undefined
+      ex.target!.store.submit(ex)
+    }
   }
 
   /** @internal The disk answered: finish the reply and send it with the next batch. */

@@ -11,8 +11,11 @@ export interface NativeLink { index: number, mac: Buffer, mtu: number }
 /** The addon's socket object; wrapped by PacketSocket. */
 export interface NativePacketSocket {
   readonly fd: number
+  /** The receive ring, mapped: frames are read in place. */
   readonly rx: Buffer
+  readonly rxOffsets: Uint32Array
   readonly rxLengths: Uint32Array
+  readonly ringFrames: number
   /** [rxFrames, rxBatches, txFrames, txBatches, txErrors, kernelDrops], written in place by C++. */
   readonly counters: Float64Array
   link (): NativeLink
@@ -43,10 +46,11 @@ export interface NativeDiskRing {
 
 export interface NativeAddon {
   PacketSocket: new (ifname: string, netns: string, rxSlots: number, slotSize: number,
-    socketBufferBytes: number) => NativePacketSocket
+    socketBufferBytes: number, ringFrames: number) => NativePacketSocket
   ETH_P_AOE: number
   blkGetSize64 (fd: number): number
   alignedBuffer (size: number): Buffer
+  copyRanges (dst: Uint8Array, src: Uint8Array, ranges: Uint32Array, count: number): void
   DiskRing: new (entries: number) => NativeDiskRing
 }
 

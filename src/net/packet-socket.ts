@@ -1,7 +1,8 @@
 /**
  * Raw AoE frames on one interface: an AF_PACKET socket bound to ethertype
- * 0x88A2, with batched receive and send. The C++ side moves bytes only; all
- * protocol logic lives in TypeScript.
+ * 0x88A2, with batched receive and send. Received frames are read in place in a
+ * memory-mapped ring the kernel fills (no system call or copy per frame on our
+ * side). The C++ side moves bytes only; all protocol logic lives in TypeScript.
  *
  * Frames are whole Ethernet frames (the caller writes MACs and ethertype).
  * The socket never hears its own transmissions, not even on `lo`.
@@ -15,11 +16,13 @@ export interface LinkInfo { name: string, index: number, mac: Buffer /* 6 bytes 
 export interface PacketSocketOptions {
   /** Network namespace file (e.g. '/var/run/netns/foo') to create the socket in; the calling thread returns to its own afterwards. */
   netns?: string
-  /** Frames per receive batch (1..1024); default 256. */
+  /** Most frames one recv() returns (1..1024); default 256. */
   rxSlots?: number
-  /** Bytes per receive slot; default 9216. Must hold MTU+14: longer frames are truncated to it. */
+  /** Longest frame received whole; default 9216. Must hold MTU+14: longer frames are truncated to it. */
   slotSize?: number
-  /** SO_RCVBUF(FORCE) and SO_SNDBUF(FORCE); default 32 MiB. */
+  /** Frames the receive ring holds (rounded up to whole ring blocks); default 1024. When it is full the kernel drops. */
+  ringFrames?: number
+  /** SO_SNDBUF(FORCE) (and SO_RCVBUF, unused by the ring); default 32 MiB. */
   socketBufferBytes?: number
 }
 
@@ -69,15 +72,17 @@ export class PacketSocket {
    * ENOENT for a missing netns file) and whose message names the interface.
    */
   static open (ifname: string, opts: PacketSocketOptions = {}): PacketSocket {
+    const slotSize = opts.slotSize ?? 9216
     const native = new (loadNative().PacketSocket)(
       ifname,
       opts.netns ?? '',
       opts.rxSlots ?? 256,
-      opts.slotSize ?? 9216,
-      opts.socketBufferBytes ?? 32 * 1024 * 1024
+      slotSize,
+      opts.socketBufferBytes ?? 32 * 1024 * 1024,
+      opts.ringFrames ?? 1024
     )
     try {
-      return new PacketSocket(ifname, native)
+      return new PacketSocket(ifname, native, { slotSize })
     } catch (err) {
       native.close()
       throw err
@@ -86,20 +91,24 @@ export class PacketSocket {
 
   readonly rxSlots: number
   readonly slotSize: number
-  /** rxSlots*slotSize bytes, reused for every batch: frame i starts at i*slotSize. */
+  /** Frames the receive ring holds. */
+  readonly ringFrames: number
+  /** The receive ring: frame i of the last recv() is rx[rxOffsets[i] .. rxOffsets[i]+rxLengths[i]). */
   readonly rx: Buffer
-  /** rxLengths[i] = bytes of frame i from the last recv(). */
+  readonly rxOffsets: Uint32Array
   readonly rxLengths: Uint32Array
   /** Live view; kernelDrops is brought up to date by stats() and refreshLink(). */
   readonly counters: PacketSocketCounters
   private _link: LinkInfo
   private closed = false
 
-  private constructor (readonly ifname: string, private readonly native: NativePacketSocket) {
+  private constructor (readonly ifname: string, private readonly native: NativePacketSocket, opts: { slotSize: number }) {
     this.rx = native.rx
+    this.rxOffsets = native.rxOffsets
     this.rxLengths = native.rxLengths
     this.rxSlots = native.rxLengths.length
-    this.slotSize = native.rx.length / this.rxSlots
+    this.slotSize = opts.slotSize
+    this.ringFrames = native.ringFrames
     this.counters = new LiveCounters(native.counters)
     this._link = this.readLink()
   }
@@ -123,7 +132,10 @@ export class PacketSocket {
     return this.counters
   }
 
-  /** Receives up to rxSlots pending frames in one syscall; 0 when none are pending. */
+  /**
+   * Takes up to rxSlots pending frames from the ring (no system call); 0 when none are
+   * pending. The frames stay valid until the next recv(), which returns them to the kernel.
+   */
   recv (): number {
     return this.native.recv()
   }

@@ -82,7 +82,7 @@ export class TestInitiator {
     for (;;) {
       const n = this.socket.recv()
       for (let i = 0; i < n; i++) {
-        const base = i * this.socket.slotSize
+        const base = this.socket.rxOffsets[i]
         const length = this.socket.rxLengths[i]
         const header = emptyHeader()
         if (!decodeHeader(this.socket.rx, base, length, header)) continue
