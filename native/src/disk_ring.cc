@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <vector>
 
@@ -29,6 +30,8 @@ enum Col { kColOp, kColFd, kColArena, kColOffset, kColLength, kColPosition, kRow
 enum Counter { kSubmitted, kCompleted, kSubmitCalls, kInFlight, kRunNow, kNumCounters };
 
 constexpr uint32_t kMaxEntries = 4096;
+constexpr uint32_t kMaxIov = 1024;                  // IOV_MAX
+constexpr size_t kMaxVectorBytes = size_t{1} << 30;  // results are int32
 constexpr double kMaxPosition = 9007199254740992.0;  // 2^53: exact in a double
 // JS tags are 32 bits; anything above marks our own requests (cancel, and
 // liburing's internal timeouts), which reap() never reports.
@@ -208,30 +211,74 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
       throw Napi::RangeError::New(env, "runNow: count exceeds the rows or results given");
     uint32_t count = static_cast<uint32_t>(c);
     ValidateRows(env, rows.Data(), count);
-    for (uint32_t i = 0; i < count; i++) {
-      const double* row = rows.Data() + size_t{i} * kRowWidth;
-      int fd = static_cast<int>(row[kColFd]);
+    const double* r = rows.Data();
+    int32_t* out = results.Data();
+    for (uint32_t i = 0; i < count;) {
+      const double* row = r + size_t{i} * kRowWidth;
       if (row[kColOp] == kFdatasync) {
-        results[i] = fdatasync(fd) < 0 ? -errno : 0;
+        out[i++] = fdatasync(static_cast<int>(row[kColFd])) < 0 ? -errno : 0;
         continue;
       }
-      const Arena& a = arenas_[static_cast<size_t>(row[kColArena])];
-      uint8_t* p = a.data + static_cast<size_t>(row[kColOffset]);
-      size_t len = static_cast<size_t>(row[kColLength]), done = 0;
-      auto pos = static_cast<off_t>(row[kColPosition]);
-      int32_t result = 0;
-      while (done < len) {
-        ssize_t r = row[kColOp] == kRead ? pread(fd, p + done, len - done, pos + static_cast<off_t>(done))
-                                         : pwrite(fd, p + done, len - done, pos + static_cast<off_t>(done));
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) { result = -errno; break; }
-        if (r == 0) break;  // end of file: report the short count
-        done += static_cast<size_t>(r);
+      // Rows that continue each other on the same file (a sequential stream, or the
+      // frames of one larger I/O) go in one preadv/pwritev.
+      uint32_t end = i + 1;
+      size_t total = static_cast<size_t>(row[kColLength]);
+      while (end < count && end - i < kMaxIov) {
+        const double* prev = r + size_t{end - 1} * kRowWidth;
+        const double* next = r + size_t{end} * kRowWidth;
+        if (next[kColOp] != row[kColOp] || next[kColFd] != row[kColFd] ||
+            next[kColPosition] != prev[kColPosition] + prev[kColLength] ||
+            total + static_cast<size_t>(next[kColLength]) > kMaxVectorBytes)
+          break;
+        total += static_cast<size_t>(next[kColLength]);
+        end++;
       }
-      results[i] = result < 0 ? result : static_cast<int32_t>(done);
+      if (end - i > 1 && RunVector(r, i, end, total)) {
+        for (uint32_t j = i; j < end; j++) out[j] = static_cast<int32_t>(r[size_t{j} * kRowWidth + kColLength]);
+      } else {
+        // One row, or the vector came up short or failed: row by row, so each gets its own result.
+        for (uint32_t j = i; j < end; j++) out[j] = RunRow(r + size_t{j} * kRowWidth);
+      }
+      i = end;
     }
     counters_[kRunNow] += count;
     return Napi::Number::New(env, count);
+  }
+
+  // One read or write row with pread/pwrite, retried until done: bytes, or -errno.
+  int32_t RunRow(const double* row) {
+    int fd = static_cast<int>(row[kColFd]);
+    const Arena& a = arenas_[static_cast<size_t>(row[kColArena])];
+    uint8_t* p = a.data + static_cast<size_t>(row[kColOffset]);
+    size_t len = static_cast<size_t>(row[kColLength]), done = 0;
+    auto pos = static_cast<off_t>(row[kColPosition]);
+    while (done < len) {
+      ssize_t n = row[kColOp] == kRead ? pread(fd, p + done, len - done, pos + static_cast<off_t>(done))
+                                       : pwrite(fd, p + done, len - done, pos + static_cast<off_t>(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return -errno;
+      if (n == 0) break;  // end of file: report the short count
+      done += static_cast<size_t>(n);
+    }
+    return static_cast<int32_t>(done);
+  }
+
+  // Rows [first, end) as one preadv/pwritev of `total` bytes; true if it moved them all.
+  bool RunVector(const double* rows, uint32_t first, uint32_t end, size_t total) {
+    for (uint32_t j = first; j < end; j++) {
+      const double* row = rows + size_t{j} * kRowWidth;
+      const Arena& a = arenas_[static_cast<size_t>(row[kColArena])];
+      iov_[j - first] = {a.data + static_cast<size_t>(row[kColOffset]), static_cast<size_t>(row[kColLength])};
+    }
+    const double* row = rows + size_t{first} * kRowWidth;
+    int fd = static_cast<int>(row[kColFd]);
+    auto pos = static_cast<off_t>(row[kColPosition]);
+    int n_iov = static_cast<int>(end - first);
+    ssize_t n;
+    do {
+      n = row[kColOp] == kRead ? preadv(fd, iov_, n_iov, pos) : pwritev(fd, iov_, n_iov, pos);
+    } while (n < 0 && errno == EINTR);
+    return n >= 0 && static_cast<size_t>(n) == total;
   }
 
   // Rolls the SQ tail back to what the kernel consumed; returns how many.
@@ -399,6 +446,7 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
   struct io_uring ring_ {};
   bool open_ = false;
   uint32_t capacity_ = 0;
+  struct iovec iov_[kMaxIov];  // runNow's vectors
   uint32_t in_flight_ = 0;
   double* ops_ = nullptr;
   uint32_t* tags_ = nullptr;

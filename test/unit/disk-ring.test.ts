@@ -128,6 +128,49 @@ test('runNow performs rows synchronously: writes, fdatasync, reads, short reads 
   t.throws(() => ring.runNow(rows, results, 9), RangeError, 'count bounded by the arrays')
 })
 
+test('runNow does rows that continue each other in one vectored call, each with its own result', async t => {
+  const file = path.join(places[places.length - 1], 'vector.bin')
+  fs.writeFileSync(file, Buffer.alloc(40 * 1024))
+  const fd = fs.openSync(file, 'r+')
+  t.teardown(() => fs.closeSync(fd))
+  const ring = DiskRing.open(64)
+  t.teardown(() => ring.close())
+  // Scattered arena slots, contiguous file positions: frames of a sequential stream.
+  const arena = Buffer.alloc(64 * 1024)
+  const id = ring.registerArena(arena)
+  const data = randomBytes(32 * 1024)
+  const rows = new Float64Array(40 * DISK_ROW)
+  const results = new Int32Array(40)
+  const slotOf = (i: number): number => ((i * 7) % 32) * 2048
+  for (let i = 0; i < 32; i++) {
+    data.copy(arena, slotOf(i), i * 1024, (i + 1) * 1024)
+    rows.set([DiskOp.Write, fd, id, slotOf(i), 1024, 4096 + i * 1024], i * DISK_ROW)
+  }
+  // A gap, then a row on its own; then a flush ends the run.
+  rows.set([DiskOp.Write, fd, id, 62 * 1024, 512, 38 * 1024], 32 * DISK_ROW)
+  arena.fill(0x5a, 62 * 1024, 62 * 1024 + 512)
+  rows.set([DiskOp.Fdatasync, fd, 0, 0, 0, 0], 33 * DISK_ROW)
+  ring.runNow(rows, results, 34)
+  t.same([...results.subarray(0, 34)], [...Array(32).fill(1024), 512, 0], 'each row reports its own length')
+  const disk = fs.readFileSync(file)
+  t.ok(disk.subarray(4096, 4096 + 32 * 1024).equals(data), 'the stream is in the file, in order')
+  t.ok(disk.subarray(38 * 1024, 38 * 1024 + 512).every(b => b === 0x5a), 'the lone row too')
+  t.ok(disk.subarray(0, 4096).every(b => b === 0), 'nothing before the stream')
+
+  // Reads of the same stream run past the end of the file: the vector comes up
+  // short, and every row still gets exactly what lies within the file.
+  arena.fill(0)
+  for (let i = 0; i < 40; i++) rows.set([DiskOp.Read, fd, id, (i % 32) * 2048, 1024, 4096 + i * 1024], i * DISK_ROW)
+  ring.runNow(rows, results, 40)
+  t.same([...results.subarray(0, 40)], [...Array(36).fill(1024), 0, 0, 0, 0], 'rows past end of file read 0 bytes')
+  // Rows 32-35 reuse the slots of rows 0-3; rows 36-39 read nothing.
+  const expected = (slot: number): Buffer => slot < 4
+    ? disk.subarray(4096 + (32 + slot) * 1024, 4096 + (33 + slot) * 1024)
+    : data.subarray(slot * 1024, (slot + 1) * 1024)
+  const wrong = [...Array(32).keys()].filter(k => !arena.subarray(k * 2048, k * 2048 + 1024).equals(expected(k)))
+  t.same(wrong, [], 'every read landed in its own slot with its own data')
+})
+
 test('reads beyond EOF are short, zero-length I/O completes with 0', async t => {
   const ring = DiskRing.open(16)
   t.teardown(() => ring.close())
