@@ -147,8 +147,8 @@ test('runNow does rows that continue each other in one vectored call, each with 
     rows.set([DiskOp.Write, fd, id, slotOf(i), 1024, 4096 + i * 1024], i * DISK_ROW)
   }
   // A gap, then a row on its own; then a flush ends the run.
-  rows.set([DiskOp.Write, fd, id, 62 * 1024, 512, 38 * 1024], 32 * DISK_ROW)
-  arena.fill(0x5a, 62 * 1024, 62 * 1024 + 512)
+  rows.set([DiskOp.Write, fd, id, 63 * 1024, 512, 38 * 1024], 32 * DISK_ROW)
+  arena.fill(0x5a, 63 * 1024, 63 * 1024 + 512)
   rows.set([DiskOp.Fdatasync, fd, 0, 0, 0, 0], 33 * DISK_ROW)
   ring.runNow(rows, results, 34)
   t.same([...results.subarray(0, 34)], [...Array(32).fill(1024), 512, 0], 'each row reports its own length')
