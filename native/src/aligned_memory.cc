@@ -10,6 +10,10 @@
 #include <sys/mman.h>
 
 namespace kvblade {
+
+// Leaked on purpose: a static reference would be torn down after the environment.
+Napi::FunctionReference* file_map_constructor = nullptr;
+
 namespace {
 
 // alignedBuffer(size) -> Buffer over fresh anonymous pages: page-aligned, zeroed, and
@@ -36,9 +40,8 @@ uint8_t* BytesArg(const Napi::CallbackInfo& info, size_t i, size_t* length) {
   return a.Data();
 }
 
-double NumberArg(const Napi::CallbackInfo& info, size_t i) {
-  if (!info[i].IsNumber())
-    throw Napi::TypeError::New(info.Env(), "copyRanges(dst, src, ranges, count): count must be a number");
+double NumberArg(const Napi::CallbackInfo& info, size_t i, const char* usage) {
+  if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(usage) + ": arguments must be numbers");
   return info[i].As<Napi::Number>().DoubleValue();
 }
 
@@ -54,7 +57,7 @@ void CopyRanges(const Napi::CallbackInfo& info) {
   if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
     throw Napi::TypeError::New(env, "copyRanges(dst, src, ranges, count): ranges must be a Uint32Array");
   Napi::Uint32Array ranges = info[2].As<Napi::Uint32Array>();
-  double count = NumberArg(info, 3);
+  double count = NumberArg(info, 3, "copyRanges(dst, src, ranges, count)");
   if (!(count >= 0 && count * 3 <= ranges.ElementLength()))
     throw Napi::RangeError::New(env, "copyRanges: count past the end of ranges");
   const uint32_t* r = ranges.Data();
@@ -67,11 +70,63 @@ void CopyRanges(const Napi::CallbackInfo& info) {
   for (size_t j = 0; j < n; j++) memmove(dst + r[3 * j], src + r[3 * j + 1], r[3 * j + 2]);
 }
 
+// A read-only shared mapping of a backing file, for replies whose data the kernel
+// copies straight from the page cache into the outgoing frame (one copy instead of
+// pread's plus send's). JS gets an opaque object: it never touches the bytes, so a
+// file truncated under us cannot raise SIGBUS here; the kernel's copy fails with
+// EFAULT instead.
+class FileMap : public Napi::ObjectWrap<FileMap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "FileMap", {InstanceMethod<&FileMap::Close>("close"),
+                                        InstanceAccessor<&FileMap::Length>("length")});
+  }
+
+  // new FileMap(fd, length)
+  explicit FileMap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FileMap>(info) {
+    Napi::Env env = info.Env();
+    double fd = NumberArg(info, 0, "FileMap(fd, length)"), length = NumberArg(info, 1, "FileMap(fd, length)");
+    if (!(fd >= 0 && fd <= 0x7fffffff && length >= 1 && length <= 9007199254740992.0))
+      throw Napi::RangeError::New(env, "FileMap(fd, length): bad fd or length");
+    length_ = static_cast<size_t>(length);
+    void* p = mmap(nullptr, length_, PROT_READ, MAP_SHARED, static_cast<int>(fd), 0);
+    if (p == MAP_FAILED) throw ErrnoError(env, errno, "mmap", "file map of " + std::to_string(length_) + " bytes");
+    data_ = static_cast<const uint8_t*>(p);
+  }
+
+  ~FileMap() override { Unmap(); }
+
+  const uint8_t* data() const { return data_; }
+  size_t length() const { return data_ == nullptr ? 0 : length_; }
+
+ private:
+  void Unmap() {
+    if (data_ != nullptr) munmap(const_cast<uint8_t*>(data_), length_);
+    data_ = nullptr;
+  }
+  void Close(const Napi::CallbackInfo&) { Unmap(); }
+  Napi::Value Length(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(length())); }
+
+  const uint8_t* data_ = nullptr;
+  size_t length_ = 0;
+};
+
 }  // namespace
+
+const uint8_t* FileMapRange(Napi::Value map, double offset, size_t length) {
+  if (!map.IsObject() || !map.As<Napi::Object>().InstanceOf(file_map_constructor->Value())) return nullptr;
+  FileMap* m = FileMap::Unwrap(map.As<Napi::Object>());
+  if (m->data() == nullptr || !(offset >= 0 && offset + static_cast<double>(length) <= static_cast<double>(m->length())))
+    return nullptr;
+  return m->data() + static_cast<size_t>(offset);
+}
 
 void InitAlignedMemory(Napi::Env env, Napi::Object exports) {
   exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
   exports.Set("copyRanges", Napi::Function::New(env, CopyRanges, "copyRanges"));
+  Napi::Function file_map = FileMap::Define(env);
+  file_map_constructor = new Napi::FunctionReference(Napi::Persistent(file_map));
+  exports.Set("FileMap", file_map);
 }
 
 }  // namespace kvblade

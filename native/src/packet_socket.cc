@@ -268,10 +268,10 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
     // Send: the arena differs per call, only iov contents change. No msg_name:
     // a bound packet socket sends on its interface with its protocol.
     tx_msgs_.resize(kMaxMsgs);
-    tx_iov_.resize(kMaxMsgs);
+    tx_iov_.resize(2 * kMaxMsgs);
     for (uint32_t i = 0; i < kMaxMsgs; i++) {
       memset(&tx_msgs_[i], 0, sizeof tx_msgs_[i]);
-      tx_msgs_[i].msg_hdr.msg_iov = &tx_iov_[i];
+      tx_msgs_[i].msg_hdr.msg_iov = &tx_iov_[2 * i];
       tx_msgs_[i].msg_hdr.msg_iovlen = 1;
     }
     fd_ = fd.release();  // last: a constructor that throws must not leave it open
@@ -349,9 +349,12 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
     return Napi::Number::New(env, kept);
   }
 
-  // send(arena, offsets, lengths, count) -> frames consumed (sent, or skipped
-  // after a permanent error counted in txErrors). Less than count only when
-  // the socket/queue is full (EAGAIN/ENOBUFS): resend the rest after onWritable.
+  // send(arena, offsets, lengths, count[, maps, mapOffsets, mapLengths]) -> frames
+  // consumed (sent, or skipped after a permanent error counted in txErrors). Less than
+  // count only when the socket/queue is full (EAGAIN/ENOBUFS): resend the rest after
+  // onWritable. Frame j is arena[offsets[j] ..+lengths[j]), followed, when
+  // mapLengths[j] > 0, by mapLengths[j] bytes at mapOffsets[j] of the FileMap maps[j]:
+  // the kernel copies those straight from the page cache into the frame.
   Napi::Value Send(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckOpen(env);
@@ -365,6 +368,23 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
       throw Napi::TypeError::New(env, "send: arena must be a Buffer/Uint8Array, offsets and lengths Uint32Arrays");
     uint32_t count = Uint32Arg(info, 3, "count", 0,
                                static_cast<uint32_t>(std::min(offsets.ElementLength(), lengths.ElementLength())));
+    const bool with_maps = info.Length() > 4 && !info[4].IsUndefined();
+    Napi::Array maps;
+    const double* map_off = nullptr;
+    const uint32_t* map_len = nullptr;
+    if (with_maps) {
+      if (!info[4].IsArray() || !info[5].IsTypedArray() || !info[6].IsTypedArray() ||
+          info[5].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+          info[6].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+        throw Napi::TypeError::New(env, "send: maps must be an Array, mapOffsets a Float64Array, mapLengths a Uint32Array");
+      maps = info[4].As<Napi::Array>();
+      Napi::Float64Array mo = info[5].As<Napi::Float64Array>();
+      Napi::Uint32Array ml = info[6].As<Napi::Uint32Array>();
+      if (mo.ElementLength() < count || ml.ElementLength() < count || maps.Length() < count)
+        throw Napi::RangeError::New(env, "send: count past the map arrays");
+      map_off = mo.Data();
+      map_len = ml.Data();
+    }
     uint8_t* base = arena.Data();
     size_t size = arena.ElementLength();
     const uint32_t* off = offsets.Data();
@@ -373,11 +393,26 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
     for (uint32_t j = 0; j < count; j++)
       if (size_t{off[j]} + len[j] > size)
         throw Napi::RangeError::New(env, "send: frame " + std::to_string(j) + " lies outside the arena");
+    if (with_maps) {
+      if (map_data_.size() < count) map_data_.resize(count);
+      for (uint32_t j = 0; j < count; j++) {
+        map_data_[j] = nullptr;
+        if (map_len[j] == 0) continue;
+        map_data_[j] = FileMapRange(maps.Get(j), map_off[j], map_len[j]);
+        if (map_data_[j] == nullptr)
+          throw Napi::RangeError::New(env, "send: frame " + std::to_string(j) + "'s map range is not in an open FileMap");
+      }
+    }
 
     uint32_t done = 0;
     while (done < count) {
       uint32_t n = std::min(count - done, kMaxMsgs);
-      for (uint32_t j = 0; j < n; j++) tx_iov_[j] = {base + off[done + j], len[done + j]};
+      for (uint32_t j = 0; j < n; j++) {
+        tx_iov_[2 * j] = {base + off[done + j], len[done + j]};
+        bool extra = with_maps && map_len[done + j] > 0;
+        if (extra) tx_iov_[2 * j + 1] = {const_cast<uint8_t*>(map_data_[done + j]), map_len[done + j]};
+        tx_msgs_[j].msg_hdr.msg_iovlen = extra ? 2 : 1;
+      }
       uint32_t i = 0;
       while (i < n) {
         int r = sendmmsg(fd_, &tx_msgs_[i], n - i, MSG_DONTWAIT);
@@ -391,7 +426,8 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
           return Napi::Number::New(env, done + i);
         } else {
           // sendmmsg stops at the first failing frame; this one (e.g. EMSGSIZE,
-          // ENETDOWN) will not go better on retry, so count it and move on.
+          // ENETDOWN, or EFAULT from a file truncated under its map) will not go
+          // better on retry, so count it and move on.
           counters_[kTxErrors]++;
           i++;
         }
@@ -523,7 +559,8 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
   double* counters_ = nullptr;
   Napi::Reference<Napi::Value> rx_ref_, offsets_ref_, lengths_ref_, counters_ref_;  // keep the memory we write into alive
   std::vector<struct mmsghdr> tx_msgs_;
-  std::vector<struct iovec> tx_iov_;
+  std::vector<struct iovec> tx_iov_;  // two per message: the arena part and a file map part
+  std::vector<const uint8_t*> map_data_;
   uv_poll_t* poll_ = nullptr;
   int poll_events_ = 0;
   bool pinned_ = false;

@@ -9,12 +9,12 @@ import { ConfigCommand, decodeConfig, encodeConfig } from '../aoe/config'
 import { decodeMacMask, encodeMacMask } from '../aoe/macmask'
 import { decodeReserve, encodeReserve } from '../aoe/reserve'
 import { macFromBuffer } from '../aoe/mac'
-import { AtaStep, completeAta, emptyAtaPlan, planAta } from '../ata/handler'
-import { BlockRequest } from '../store/backing-store'
+import { AtaStep, completeAta, emptyAtaPlan, planAta, type AtaPlan } from '../ata/handler'
+import { BlockRequest, type BackingStore } from '../store/backing-store'
 import { IoKind } from '../store/ordering'
 import type { DiskEngine } from '../store/disk-engine'
 import { PacketSocket } from '../net/packet-socket'
-import { CopyBatch, alignedBuffer, copySmall } from '../net/memory'
+import { CopyBatch, alignedBuffer, copySmall, type FileMap } from '../net/memory'
 import type { InterfaceStats } from '../control/control'
 import { FIRMWARE_VERSION, type Target } from './target'
 
@@ -92,6 +92,11 @@ export class Port {
   private readonly exchanges: Array<Exchange | undefined> = new Array(TX_SLOTS)
   private readonly sendOffsets = new Uint32Array(TX_SLOTS)
   private readonly sendLengths = new Uint32Array(TX_SLOTS)
+  /** For replies whose data the kernel copies from a store's map: where, and whose. */
+  private readonly sendMaps: Array<FileMap | undefined> = new Array(TX_SLOTS).fill(undefined)
+  private readonly sendMapOffsets = new Float64Array(TX_SLOTS)
+  private readonly sendMapLengths = new Uint32Array(TX_SLOTS)
+  private readonly sendStores: Array<BackingStore | undefined> = new Array(TX_SLOTS).fill(undefined)
   private sendCount = 0
   private flushScheduled = false
   private waitingWritable = false
@@ -279,6 +284,7 @@ export class Port {
         ex.kind = IoKind.Write
         break
       case AtaStep.Read:
+        if (t.store.map !== null) return this.replyFromMap(t, slot, plan)
         ex.kind = IoKind.Read
         break
       case AtaStep.Flush:
@@ -309,6 +315,30 @@ export class Port {
       this.staged[i] = undefined
       ex.target!.store.submit(ex)
     }
+  }
+
+  /**
+   * A read of a file in RAM: the reply carries no copy of the data, the kernel copies it
+   * from the store's map when the reply is sent. Replies leave after the batch's disk
+   * requests have run (see answer), so the data includes every write that arrived first.
+   */
+  private replyFromMap (t: Target, slot: number, plan: AtaPlan): void {
+    const store = t.store
+    const offset = plan.offset
+    const length = plan.length
+    t.reads++
+    t.readSectors += length / SECTOR_SIZE
+    completeAta(AtaStep.Read, false, plan)
+    encodeAtaStatus(this.tx, frameAt(slot), plan.status, plan.error, plan.sectorCount)
+    store.beginMappedRead()
+    // Queued by hand: the frame is the header here plus the data there (never short).
+    const at = this.sendCount++
+    this.sendOffsets[at] = frameAt(slot)
+    this.sendLengths[at] = ATA_HEADER_LENGTH
+    this.sendMaps[at] = store.map!
+    this.sendMapOffsets[at] = offset
+    this.sendMapLengths[at] = length
+    this.sendStores[at] = store
   }
 
   /** @internal The disk answered: finish the reply and send it with the next batch. */
@@ -452,6 +482,7 @@ export class Port {
     }
     this.sendOffsets[this.sendCount] = out
     this.sendLengths[this.sendCount] = length
+    this.sendMapLengths[this.sendCount] = 0
     this.sendCount++
   }
 
@@ -460,12 +491,29 @@ export class Port {
     this.flushScheduled = false
     const count = this.sendCount
     if (count === 0 || this.waitingWritable || this.closed) return
-    const sent = this.socket.send(this.tx, this.sendOffsets, this.sendLengths, count)
-    for (let i = 0; i < sent; i++) this.releaseSlot(Math.floor(this.sendOffsets[i] / TX_SLOT_SIZE))
+    let sent: number
+    try {
+      sent = this.socket.send(this.tx, this.sendOffsets, this.sendLengths, count,
+        this.sendMaps, this.sendMapOffsets, this.sendMapLengths)
+    } catch (err) {
+      // A batch the socket refuses (a bug, never input) is dropped, not retried forever.
+      debug('%s: %d replies dropped: %s', this.ifname, count, (err as Error).message)
+      this.noBuffers += count
+      sent = count
+    }
+    this.sent(sent)
     if (sent < count) {
       // Socket buffer full: keep the rest in order and try again once it drains.
       this.sendOffsets.copyWithin(0, sent, count)
       this.sendLengths.copyWithin(0, sent, count)
+      this.sendMapOffsets.copyWithin(0, sent, count)
+      this.sendMapLengths.copyWithin(0, sent, count)
+      for (let i = sent; i < count; i++) {
+        this.sendMaps[i - sent] = this.sendMaps[i]
+        this.sendStores[i - sent] = this.sendStores[i]
+        this.sendMaps[i] = undefined
+        this.sendStores[i] = undefined
+      }
       this.sendCount = count - sent
       this.waitingWritable = true
       this.socket.onWritable(() => {
@@ -475,6 +523,18 @@ export class Port {
       return
     }
     this.sendCount = 0
+  }
+
+  /** The first `count` queued replies are gone (sent, or dropped): free their slots and maps. */
+  private sent (count: number): void {
+    for (let i = 0; i < count; i++) {
+      this.releaseSlot(Math.floor(this.sendOffsets[i] / TX_SLOT_SIZE))
+      if (this.sendMapLengths[i] === 0) continue
+      const store = this.sendStores[i]!
+      this.sendMaps[i] = undefined
+      this.sendStores[i] = undefined
+      store.endMappedRead()
+    }
   }
 
   addTarget (t: Target): void {
@@ -492,6 +552,9 @@ export class Port {
     debug('%s: %d frames in %d batches, %d out in %d batches', this.ifname, c.rxFrames, c.rxBatches, c.txFrames, c.txBatches)
     this.flush()
     this.closed = true
+    // Replies that could not leave are dropped: their stores must not wait for them.
+    this.sent(this.sendCount)
+    this.sendCount = 0
     clearInterval(this.linkTimer)
     this.socket.close()
   }

@@ -1,4 +1,4 @@
-import { loadNative } from './native'
+import { loadNative, type NativeFileMap } from './native'
 
 /**
  * A page-aligned, zeroed Buffer of fresh anonymous memory (only touched pages become
@@ -49,4 +49,17 @@ export class CopyBatch {
     this.count = 0
     loadNative().copyRanges(dst, src, this.ranges, count)
   }
+}
+
+/**
+ * A read-only shared mapping of a file (or block device) that JavaScript never reads:
+ * it is handed to PacketSocket.send() so the kernel copies reply data straight from
+ * the page cache into the frame. Nothing here touches the bytes, so a file truncated
+ * under the mapping cannot crash the process (the send fails with EFAULT instead).
+ */
+export type FileMap = NativeFileMap
+
+/** Maps `length` bytes of `fd` from offset 0. Throws (with .code) where mmap refuses. */
+export function mapFile (fd: number, length: number): FileMap {
+  return new (loadNative().FileMap)(fd, length)
 }

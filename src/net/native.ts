@@ -20,10 +20,18 @@ export interface NativePacketSocket {
   readonly counters: Float64Array
   link (): NativeLink
   recv (): number
-  send (arena: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number
+  send (arena: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number,
+    maps?: Array<NativeFileMap | undefined>, mapOffsets?: Float64Array, mapLengths?: Uint32Array): number
   onReadable (cb: () => void): void
   onWritable (cb: () => void): void
   stats (): void
+  close (): void
+}
+
+/** A read-only mapping of a file that only the kernel reads (see memory.ts). */
+export interface NativeFileMap {
+  /** Bytes mapped; 0 once closed. */
+  readonly length: number
   close (): void
 }
 
@@ -51,6 +59,7 @@ export interface NativeAddon {
   blkGetSize64 (fd: number): number
   alignedBuffer (size: number): Buffer
   copyRanges (dst: Uint8Array, src: Uint8Array, ranges: Uint32Array, count: number): void
+  FileMap: new (fd: number, length: number) => NativeFileMap
   DiskRing: new (entries: number) => NativeDiskRing
 }
 

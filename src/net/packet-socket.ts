@@ -8,6 +8,7 @@
  * The socket never hears its own transmissions, not even on `lo`.
  */
 import { loadNative, type NativePacketSocket } from './native'
+import type { FileMap } from './memory'
 
 export const ETH_P_AOE = 0x88a2
 
@@ -142,13 +143,17 @@ export class PacketSocket {
 
   /**
    * Sends frames arena[offsets[j] .. offsets[j]+lengths[j]) for j < count in
-   * as few syscalls as possible. Returns how many frames were consumed: less
+   * as few syscalls as possible. With `maps`, frame j continues, when mapLengths[j] > 0,
+   * with mapLengths[j] bytes at mapOffsets[j] of maps[j], copied by the kernel. Returns how many frames were consumed: less
    * than count only when the socket buffer is full (then wait for onWritable
    * and send the rest). Frames failing for other reasons are skipped and
    * counted in txErrors. Throws RangeError if a frame lies outside the arena.
    */
-  send (arena: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number): number {
-    return this.native.send(arena, offsets, lengths, count)
+  send (arena: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number,
+    maps?: Array<FileMap | undefined>, mapOffsets?: Float64Array, mapLengths?: Uint32Array): number {
+    return maps === undefined
+      ? this.native.send(arena, offsets, lengths, count)
+      : this.native.send(arena, offsets, lengths, count, maps, mapOffsets, mapLengths)
   }
 
   /** cb runs on every readability until close(); call recv() until it returns 0. A second call replaces cb. */

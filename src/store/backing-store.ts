@@ -1,6 +1,7 @@
 import fs from 'node:fs'
 import createDebug from 'debug'
 import { blockDeviceSize } from '../net/block-device'
+import { mapFile, type FileMap } from '../net/memory'
 import { IO_KIND_NAMES, IoKind, OrderedScheduler, type ScheduledIo } from './ordering'
 import type { DiskEngine } from './disk-engine'
 
@@ -82,6 +83,9 @@ export class BackingStore implements BackingStoreInfo {
   private readonly scheduler: OrderedScheduler<BlockRequest>
   private closed = false
   private drained: (() => void) | null = null
+  /** Replies still to be sent whose data comes from `map` (see beginMappedRead). */
+  private mappedReads = 0
+  private readonly fileMap: FileMap | null
 
   private constructor (
     readonly path: string,
@@ -95,6 +99,23 @@ export class BackingStore implements BackingStoreInfo {
     private readonly disk: DiskEngine,
   ) {
     this.scheduler = new OrderedScheduler(req => this.startTransfer(req))
+    this.fileMap = null
+    if (memory && disk.memoryInline) {
+      try {
+        this.fileMap = mapFile(fd, size)
+      } catch (err) {
+        debug('%s: cannot map (%s); reads use pread', path, (err as Error).message)
+      }
+    }
+  }
+
+  /**
+   * For a file in RAM read through an engine that completes inline: a read-only mapping
+   * the packet loop can send reply data from without reading it first. null otherwise,
+   * and once close() has begun (new reads then fail like any other request).
+   */
+  get map (): FileMap | null {
+    return this.closed ? null : this.fileMap
   }
 
   /** Opens a backing path; fails with ENOENT-style errors naming the cause. */
@@ -151,9 +172,28 @@ export class BackingStore implements BackingStoreInfo {
     return this.size / SECTOR_SIZE
   }
 
+  /**
+   * A read served from `map`: its data is copied when the reply is sent, so the port
+   * must send it after every write that arrived before it has completed (memory-backed
+   * writes complete within the kick that follows their batch), and call endMappedRead()
+   * once it is sent or dropped. close() waits for that, then unmaps.
+   */
+  beginMappedRead (): void {
+    this.mappedReads++
+  }
+
+  endMappedRead (): void {
+    this.mappedReads--
+    this.checkDrained()
+  }
+
+  private checkDrained (): void {
+    if (this.drained !== null && this.scheduler.outstanding === 0 && this.mappedReads === 0) this.drained()
+  }
+
   /** Requests accepted and not yet complete. */
   get inFlight (): number {
-    return this.scheduler.outstanding
+    return this.scheduler.outstanding + this.mappedReads
   }
 
   /**
@@ -182,14 +222,15 @@ export class BackingStore implements BackingStoreInfo {
     this.scheduler.complete(req)
     if (err !== null) debug('%s: %s failed: %s', this.path, IO_KIND_NAMES[req.kind], err.message)
     req.ioComplete(err)
-    if (this.drained !== null && this.scheduler.outstanding === 0) this.drained()
+    this.checkDrained()
   }
 
   /** Closes the file once every outstanding request has completed. */
   async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
-    if (this.scheduler.outstanding > 0) await new Promise<void>(resolve => { this.drained = resolve })
+    if (this.scheduler.outstanding > 0 || this.mappedReads > 0) await new Promise<void>(resolve => { this.drained = resolve })
+    this.fileMap?.close()
     await new Promise<void>(resolve => fs.close(this.fd, () => resolve()))
   }
 }

@@ -6,6 +6,8 @@ import type { BlockRequest } from './backing-store'
  * thread pool (everywhere, and what tests wrap to make a disk slow or failing).
  */
 export interface DiskEngine {
+  /** Requests on memory-backed files complete within the kick() that follows them. */
+  readonly memoryInline: boolean
   /**
    * Reads or writes req from byte `done` on; completion calls req.onTransfer(err, bytes).
    * `memory`: the file lives in RAM (tmpfs) and never waits on a device.

@@ -38,6 +38,7 @@ class NowBatch {
  * later and wake the loop through an eventfd. No thread hand-off, no per-request object.
  */
 export class RingDisk implements DiskEngine {
+  readonly memoryInline = true
   /** The request each tag stands for while it is in the ring. */
   private readonly requests: Array<BlockRequest | undefined>
   private readonly freeTags: Int32Array

@@ -23,6 +23,8 @@ export const nodeFsIo: BackingIo = {
  * thread, so nothing waits for anything else, at the cost of two thread hand-offs each.
  */
 export class ThreadPoolDisk implements DiskEngine {
+  readonly memoryInline = false
+
   constructor (private readonly io: BackingIo = nodeFsIo) {}
 
   transfer (fd: number, req: BlockRequest, done: number, _memory: boolean): void {

@@ -33,6 +33,41 @@ t.test('memory-backed files are recognised by their file system', async t => {
   }
 })
 
+t.test('a file in RAM under an inline engine gets a map; close() waits for reads sent from it', async t => {
+  const where = fs.mkdtempSync('/dev/shm/kvb-map-')
+  t.teardown(() => fs.rmSync(where, { recursive: true, force: true }))
+  const file = path.join(where, 'm.img')
+  fs.writeFileSync(file, Buffer.alloc(8192, 7))
+  const inline = { ...disk, memoryInline: true, transfer: disk.transfer.bind(disk), sync: disk.sync.bind(disk), kick: () => {}, close: () => {} }
+  const store = await BackingStore.open(file, inline)
+  t.ok(store.memory)
+  t.not(store.map, null, 'mapped')
+  const map = store.map!
+  t.equal(map.length, 8192, 'the whole export is mapped')
+  store.beginMappedRead()
+  store.beginMappedRead()
+  t.equal(store.inFlight, 2, 'reads waiting to be sent count as in flight')
+  let closed = false
+  const closing = store.close().then(() => { closed = true })
+  t.equal(store.map, null, 'no new reads from the map once closing')
+  t.equal(map.length, 8192, 'but it stays mapped for the replies still queued')
+  store.endMappedRead()
+  await new Promise(resolve => setTimeout(resolve, 20))
+  t.notOk(closed, 'close() waits while a reply still needs the map')
+  store.endMappedRead()
+  await closing
+  t.equal(map.length, 0, 'unmapped once the last one is sent')
+
+  const pooled = await BackingStore.open(file, disk)
+  t.equal(pooled.map, null, 'no map when the engine may complete writes later (thread pool)')
+  await pooled.close()
+  const onDisk = path.join(dir, 'd.img')
+  fs.writeFileSync(onDisk, Buffer.alloc(4096))
+  const slow = await BackingStore.open(onDisk, inline)
+  t.equal(slow.map, null, 'no map for a file on disk')
+  await slow.close()
+})
+
 t.test('refusals name the cause and carry ENOENT', async t => {
   const empty = path.join(dir, 'empty.img')
   fs.writeFileSync(empty, '')

@@ -7,6 +7,7 @@ import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
 import { ETH_P_AOE, PacketSocket } from '../../src/net/packet-socket'
+import { mapFile } from '../../src/net/memory'
 import { blockDeviceSize } from '../../src/net/block-device'
 
 const isRoot = process.getuid?.() === 0
@@ -172,6 +173,47 @@ if (!isRoot) {
     t.throws(() => a.send(big, Uint32Array.of(4090), Uint32Array.of(60), 1), RangeError, 'frame past the arena end')
     t.throws(() => a.send(big, Uint32Array.of(0), Uint32Array.of(60), 2), RangeError, 'count past the arrays')
     t.equal(a.counters.txFrames, 2, 'nothing sent by the rejected calls')
+  })
+
+  t.test('a frame can continue from a file map: the kernel copies that part from the file', async t => {
+    const a = PacketSocket.open(ifA, { netns: netnsA })
+    const b = PacketSocket.open(ifB, { netns: netnsB })
+    const where = fs.mkdtempSync('/dev/shm/kvb-sendmap-')
+    const file = path.join(where, 'data.bin')
+    const content = Buffer.from(Array.from({ length: 16384 }, (_, i) => (i * 7 + 3) & 0xff))
+    fs.writeFileSync(file, content)
+    const fd = fs.openSync(file, 'r+')
+    const map = mapFile(fd, content.length)
+    t.teardown(() => { a.close(); b.close(); map.close(); fs.closeSync(fd); fs.rmSync(where, { recursive: true, force: true }) })
+    const h1 = frame(b.link.mac, a.link.mac, ETH_P_AOE, 40, 1)
+    const h2 = frame(b.link.mac, a.link.mac, ETH_P_AOE, 60, 2)
+    const h3 = frame(b.link.mac, a.link.mac, ETH_P_AOE, 36, 3)
+    const { arena: buf, offsets, lengths } = arena([h1, h2, h3])
+    // Frame 1: header + 1000 bytes of the file at 5000; frame 2: header only; frame 3: + 1024 at 0.
+    const maps = [map, undefined, map]
+    const mapOffsets = Float64Array.of(5000, 0, 0)
+    const mapLengths = Uint32Array.of(1000, 0, 1024)
+    t.equal(a.send(buf, offsets, lengths, 3, maps, mapOffsets, mapLengths), 3)
+    const got: Buffer[] = []
+    await waitFor('3 frames', () => { drain(b, got); return got.length >= 3 })
+    t.same(got, [
+      Buffer.concat([h1, content.subarray(5000, 6000)]),
+      h2,
+      Buffer.concat([h3, content.subarray(0, 1024)]),
+    ], 'header from the arena, data from the file, byte for byte')
+
+    t.throws(() => a.send(buf, offsets, lengths, 1, [map], Float64Array.of(16000), Uint32Array.of(1000)), RangeError, 'a range past the map')
+    t.throws(() => a.send(buf, offsets, lengths, 1, [{} as never], Float64Array.of(0), Uint32Array.of(10)), RangeError, 'not a map')
+    t.equal(a.counters.txFrames, 3, 'nothing sent by the rejected calls')
+
+    // The file shrinks under the map: the kernel's copy faults, the frame is counted as
+    // failed, and nothing crashes (JS never touches the mapped bytes itself).
+    fs.ftruncateSync(fd, 0)
+    t.equal(a.send(buf, offsets, lengths, 1, [map], Float64Array.of(8192), Uint32Array.of(1000)), 1, 'consumed')
+    t.equal(a.counters.txErrors, 1, 'counted as a send error (EFAULT)')
+    map.close()
+    t.equal(map.length, 0, 'closed')
+    t.throws(() => a.send(buf, offsets, lengths, 1, [map], Float64Array.of(0), Uint32Array.of(10)), RangeError, 'a closed map is refused')
   })
 
   t.test('a frame the kernel rejects is skipped and counted in txErrors', async t => {

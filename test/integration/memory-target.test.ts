@@ -1,0 +1,80 @@
+// A target whose file lives in RAM (/dev/shm): its reads are sent straight from a map
+// of the file, the kernel copying page cache into the frame. Checks over veth that the
+// data is right, that a read sees the writes that arrived before it in the same batch,
+// and that the stat counters and del (which must wait for mapped replies) still work.
+import t from 'tap'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import { TestNetwork, interfaceMac, networkTestsUnavailable, skipLoudly } from '../helpers/netns'
+import { TestInitiator, type TargetRef } from '../helpers/initiator'
+import { Daemon } from '../helpers/daemon'
+
+const SECTOR = 512
+const unavailable = networkTestsUnavailable() ?? (fs.existsSync('/dev/shm') ? null : 'no /dev/shm (tmpfs) here')
+
+if (unavailable !== null) {
+  skipLoudly(t, 'RAM-backed target tests', unavailable)
+} else {
+  t.test('a target on tmpfs', async t => {
+    const net = await TestNetwork.create(1)
+    t.teardown(() => net.destroy())
+    const [link] = net.links
+    const dir = fs.mkdtempSync('/dev/shm/kvblade-mem-it-')
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const disk = path.join(dir, 'disk.img')
+    const hostData = crypto.randomBytes(256 * SECTOR)
+    fs.writeFileSync(disk, Buffer.alloc(8 << 20))
+    const fd = fs.openSync(disk, 'r+')
+    fs.writeSync(fd, hostData, 0, hostData.length, 1000 * SECTOR)
+    fs.closeSync(fd)
+
+    const daemon = await Daemon.start(['--no-mount', '--add', `9 3 ${link.target} ${disk}`])
+    t.teardown(() => daemon.stop())
+    const a = TestInitiator.open(link.initiator, net.nsPath)
+    t.teardown(() => a.close())
+    const target: TargetRef = { major: 9, minor: 3, mac: interfaceMac(link.target) }
+
+    await t.test('reads return the file, whatever the frame size and depth', async t => {
+      t.ok((await a.read(target, 1000, 256, 2, 64)).equals(hostData), '2 sectors per frame, 64 in flight')
+      t.ok((await a.read(target, 1000, 256, 1, 8)).equals(hostData), '1 sector per frame, 8 in flight')
+      const lba28 = await a.ata(target, 0x20, 1001, 2)
+      t.equal(lba28.status, 0x40)
+      t.ok(lba28.data.subarray(0, 2 * SECTOR).equals(hostData.subarray(SECTOR, 3 * SECTOR)), 'READ SECTORS (LBA28) too')
+    })
+
+    await t.test('written data is read back and is in the file', async t => {
+      const data = crypto.randomBytes(1 << 20)
+      await a.write(target, 4096, data, 2, 64)
+      t.ok((await a.read(target, 4096, data.length / SECTOR, 2, 64)).equals(data), 'read back equals written')
+      t.ok(fs.readFileSync(disk).subarray(4096 * SECTOR, 4096 * SECTOR + data.length).equals(data), 'in the file')
+    })
+
+    await t.test('a read sent right behind a write to the same sectors returns the new data', async t => {
+      for (let round = 0; round < 20; round++) {
+        const lba = 10000 + round * 4
+        const data = crypto.randomBytes(2 * SECTOR)
+        const w = a.ataFrame(target, 0x34, lba, 2, { data })
+        const r = a.ataFrame(target, 0x24, lba, 2)
+        const wReply = a.expect(w.tag)
+        const rReply = a.expect(r.tag)
+        a.sendFrames([w.frame, r.frame]) // one batch on the wire
+        const [wr] = await wReply
+        const [rr] = await rReply
+        if (wr === undefined || rr === undefined) { t.fail(`round ${round}: no reply`); continue }
+        const read = TestInitiator.ataResult(rr)
+        if (!read.data.subarray(0, 2 * SECTOR).equals(data)) {
+          const again = await a.read(target, lba, 2, 2, 1)
+          t.fail(`round ${round}: the read missed the write before it (write status ${TestInitiator.ataResult(wr).status.toString(16)}, read status ${read.status.toString(16)}, ${read.data.length} bytes; read again ${again.equals(data) ? 'new' : 'old'}; file ${fs.readFileSync(disk).subarray(lba * SECTOR, (lba + 2) * SECTOR).equals(data) ? 'new' : 'old'})`)
+        }
+      }
+      t.pass('20 write-then-read pairs, each read saw its write')
+    })
+
+    await t.test('a read past the end is refused, not sent from beyond the map', async t => {
+      const r = await a.ata(target, 0x24, (8 << 20) / SECTOR - 1, 2)
+      t.equal(r.status & 0x01, 0x01, 'ERR')
+      t.equal(r.error, 0x10, 'IDNF')
+    })
+  })
+}
