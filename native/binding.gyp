@@ -10,7 +10,7 @@
         "src/errors.cc",
         "src/packet_socket.cc",
         "src/block_device.cc",
-        "src/aligned_memory.cc",
+        "src/memory.cc",
         "src/disk_ring.cc"
       ],
       "libraries": ["-luring"],

@@ -8,7 +8,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   kvblade::InitPacketSocket(env, exports);
   kvblade::InitBlockDevice(env, exports);
   kvblade::InitDiskRing(env, exports);
-  kvblade::InitAlignedMemory(env, exports);
+  kvblade::InitMemory(env, exports);
   return exports;
 }
 

@@ -18,13 +18,13 @@ struct SysError {
   const char* syscall;
 };
 
-// The bytes [offset, offset+length) of a FileMap (aligned_memory.cc), or nullptr if
+// The bytes [offset, offset+length) of a FileMap (memory.cc), or nullptr if
 // `map` is not an open FileMap or the range lies outside it.
 const uint8_t* FileMapRange(Napi::Value map, double offset, size_t length);
 
 void InitPacketSocket(Napi::Env env, Napi::Object exports);
 void InitBlockDevice(Napi::Env env, Napi::Object exports);
 void InitDiskRing(Napi::Env env, Napi::Object exports);
-void InitAlignedMemory(Napi::Env env, Napi::Object exports);
+void InitMemory(Napi::Env env, Napi::Object exports);
 
 }  // namespace kvblade

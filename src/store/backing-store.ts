@@ -97,10 +97,14 @@ export class BackingStore implements BackingStoreInfo {
     /** Opened with O_DIRECT. */
     readonly direct: boolean,
     private readonly disk: DiskEngine,
+    /** Every byte has its storage (not sparse): reading it through a map allocates nothing. */
+    allocated = false,
   ) {
     this.scheduler = new OrderedScheduler(req => this.startTransfer(req))
     this.fileMap = null
-    if (memory && disk.memoryInline) {
+    // Not for sparse files: a read fault on a tmpfs hole allocates a page, where pread
+    // returns zeros for free, so reading a thin export through a map would fill RAM.
+    if (memory && disk.memoryInline && allocated) {
       try {
         this.fileMap = mapFile(fd, size)
       } catch (err) {
@@ -161,7 +165,8 @@ export class BackingStore implements BackingStoreInfo {
         ? devMajor(fst.rdev) === RAMDISK_MAJOR
         : MEMORY_FS_MAGIC.includes((await fs.promises.statfs(path)).type)
       debug('opened %s: %d bytes, bdev %s%s%s', path, size, bdev, memory ? ', in memory' : '', isDirect ? ', O_DIRECT' : '')
-      return new BackingStore(path, fd, size, bdev, memory, isDirect, disk)
+      const allocated = fst.isBlockDevice() || fst.blocks * 512 >= size
+      return new BackingStore(path, fd, size, bdev, memory, isDirect, disk, allocated)
     } catch (err) {
       fs.closeSync(fd)
       throw err

@@ -2,7 +2,9 @@
 // need memory aligned to the device's logical block size, and JS can neither allocate
 // nor see the address of such memory. Copies: Buffer#copy between two buffers
 // allocates a view per call on Node 20, and any call into C++ costs far more than
-// copying a sector, so the packet loop batches its copies (copyRanges).
+// copying a sector, so the packet loop batches its copies (copyRanges). File maps:
+// read-only mappings of backing files in RAM that only the kernel reads from, for
+// replies sent straight from the page cache (FileMap).
 #include "common.h"
 
 #include <cerrno>
@@ -121,7 +123,7 @@ const uint8_t* FileMapRange(Napi::Value map, double offset, size_t length) {
   return m->data() + static_cast<size_t>(offset);
 }
 
-void InitAlignedMemory(Napi::Env env, Napi::Object exports) {
+void InitMemory(Napi::Env env, Napi::Object exports) {
   exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
   exports.Set("copyRanges", Napi::Function::New(env, CopyRanges, "copyRanges"));
   Napi::Function file_map = FileMap::Define(env);
