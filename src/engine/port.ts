@@ -275,13 +275,19 @@ export class Port {
         this.malformed++
         return this.replyError(t, rx, base, length, AoeError.BadArgument)
       case AtaStep.Write:
+        ex.kind = IoKind.Write
+        if (t.store.inline) {
+          // Done by the kick that ends this batch, before the ring frame goes back to
+          // the kernel: written straight from the ring.
+          this.stage(ex, t, plan, rx, req.dataOffset)
+          return
+        }
         // The receive ring frame goes back to the kernel with the next batch: the data
         // moves to the reply slot (at the end of this batch, with the others).
         if (!this.copies.add(out + ATA_HEADER_LENGTH, req.dataOffset, plan.length)) {
           this.commitStaged()
           this.copies.add(out + ATA_HEADER_LENGTH, req.dataOffset, plan.length)
         }
-        ex.kind = IoKind.Write
         break
       case AtaStep.Read:
         if (t.store.map !== null) return this.replyFromMap(t, slot, plan)
@@ -291,12 +297,17 @@ export class Port {
         ex.kind = IoKind.Flush
         break
     }
-    ex.step = step
+    this.stage(ex, t, plan, tx, out + ATA_HEADER_LENGTH)
+  }
+
+  /** Queues a disk request of this batch; `buffer` holds (or receives) its data. */
+  private stage (ex: Exchange, t: Target, plan: AtaPlan, buffer: Buffer, bufferOffset: number): void {
+    ex.step = ex.kind === IoKind.Read ? AtaStep.Read : ex.kind === IoKind.Write ? AtaStep.Write : AtaStep.Flush
     ex.target = t
     ex.offset = plan.offset
     ex.length = plan.length
-    ex.buffer = tx
-    ex.bufferOffset = out + ATA_HEADER_LENGTH
+    ex.buffer = buffer
+    ex.bufferOffset = bufferOffset
     t.busy++
     if (this.stagedCount === this.staged.length) this.commitStaged()
     this.staged[this.stagedCount++] = ex

@@ -114,6 +114,14 @@ export class BackingStore implements BackingStoreInfo {
   }
 
   /**
+   * Every request completes within the disk engine's next kick (a file in RAM on the
+   * io_uring engine): the packet loop may hand it buffers valid only until then.
+   */
+  get inline (): boolean {
+    return this.memory && this.disk.memoryInline && !this.closed
+  }
+
+  /**
    * For a file in RAM read through an engine that completes inline: a read-only mapping
    * the packet loop can send reply data from without reading it first. null otherwise,
    * and once close() has begun (new reads then fail like any other request).
