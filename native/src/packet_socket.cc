@@ -1,6 +1,7 @@
-// AF_PACKET socket for AoE frames: receive through a memory-mapped ring
-// (PACKET_RX_RING, TPACKET_V2) that JS reads in place, batched send (sendmmsg)
-// from a JS arena, and libuv readiness callbacks. One call across the JS
+// AF_PACKET sockets for AoE frames on one interface: one receives through a
+// memory-mapped ring (PACKET_RX_RING, TPACKET_V2) that JS reads in place, one
+// sends batches (sendmmsg) from a JS arena and file maps; libuv readiness
+// callbacks for both. One call across the JS
 // boundary per batch, never per frame; nothing here allocates per frame.
 #include "common.h"
 
@@ -112,12 +113,13 @@ void SetBuffer(int fd, int force_opt, int opt, int bytes) {
 // ones. So every socket tags what it sends with a random SO_MARK, which
 // survives the loop, and a BPF filter drops incoming frames carrying it.
 // (Marks are cleared when a frame crosses into another netns: no false hits.)
-void FilterOwnFrames(int fd) {
+// Returns the mark, which the send socket must also use; 0 if marks are refused.
+uint32_t FilterOwnFrames(int fd) {
   uint32_t mark = 0;
   while (mark == 0)
     if (getrandom(&mark, sizeof mark, 0) != sizeof mark) Fail("getrandom");
   if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) < 0) {
-    if (errno == EPERM) return;  // SO_MARK needs CAP_NET_ADMIN on kernels < 5.17; do without
+    if (errno == EPERM) return 0;  // SO_MARK needs CAP_NET_ADMIN on kernels < 5.17; do without
     Fail("setsockopt(SO_MARK)");
   }
   struct sock_filter code[] = {
@@ -128,6 +130,7 @@ void FilterOwnFrames(int fd) {
   };
   struct sock_fprog prog = {static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
   if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) Fail("setsockopt(SO_ATTACH_FILTER)");
+  return mark;
 }
 
 // Receive ring geometry. The kernel copies each frame into the next free ring
@@ -160,7 +163,7 @@ RingGeometry RxRingFor(uint32_t frames, uint32_t max_frame) {
   return g;
 }
 
-int OpenBoundSocket(const std::string& ifname, int sock_buf, const struct tpacket_req& ring) {
+int OpenBoundSocket(const std::string& ifname, int sock_buf, const struct tpacket_req& ring, uint32_t* mark) {
   // Protocol 0 hears nothing until bind(): no frames from other interfaces
   // can queue up in between.
   UniqueFd s(socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -171,7 +174,7 @@ int OpenBoundSocket(const std::string& ifname, int sock_buf, const struct tpacke
   int one = 1;
   if (setsockopt(s.fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0 && errno != ENOPROTOOPT)
     Fail("setsockopt(PACKET_IGNORE_OUTGOING)");
-  FilterOwnFrames(s.fd);
+  *mark = FilterOwnFrames(s.fd);
   int version = TPACKET_V2;
   if (setsockopt(s.fd, SOL_PACKET, PACKET_VERSION, &version, sizeof version) < 0) Fail("setsockopt(PACKET_VERSION)");
   if (setsockopt(s.fd, SOL_PACKET, PACKET_RX_RING, &ring, sizeof ring) < 0) Fail("setsockopt(PACKET_RX_RING)");
@@ -179,6 +182,27 @@ int OpenBoundSocket(const std::string& ifname, int sock_buf, const struct tpacke
   memset(&sll, 0, sizeof sll);
   sll.sll_family = AF_PACKET;
   sll.sll_protocol = htons(kEthPAoe);
+  sll.sll_ifindex = link.index;
+  if (bind(s.fd, reinterpret_cast<struct sockaddr*>(&sll), sizeof sll) < 0) Fail("bind");
+  return s.release();
+}
+
+// The socket replies leave from: bound to the interface with protocol 0, so it
+// hears nothing. Sending from a socket of its own keeps the receive socket's wait
+// queue (where epoll listens) out of the send path: the kernel wakes a socket's
+// waiters as each sent frame is freed, and on the receive socket that cost a
+// locked epoll callback per frame (~3% of the CPU).
+int OpenSendSocket(const std::string& ifname, int sock_buf, uint32_t mark) {
+  UniqueFd s(socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (s.fd < 0) Fail("socket(AF_PACKET)");
+  LinkInfo link = ReadLink(s.fd, ifname);
+  SetBuffer(s.fd, SO_SNDBUFFORCE, SO_SNDBUF, sock_buf);
+  // The receive socket drops frames carrying this mark: ours, if they loop back.
+  if (mark != 0 && setsockopt(s.fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) < 0) Fail("setsockopt(SO_MARK)");
+  struct sockaddr_ll sll;
+  memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = 0;  // send only; the kernel reads the ethertype from each frame
   sll.sll_ifindex = link.index;
   if (bind(s.fd, reinterpret_cast<struct sockaddr*>(&sll), sizeof sll) < 0) Fail("bind");
   return s.release();
@@ -224,11 +248,13 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
     uint32_t ring_frames = Uint32Arg(info, 5, "ringFrames", 1, 1 << 16);
     RingGeometry ring = RxRingFor(ring_frames, slot_size_);
 
-    UniqueFd fd;
+    UniqueFd fd, tx_fd;
     void* map = MAP_FAILED;
     try {
       NetnsScope scope(netns);
-      fd.fd = OpenBoundSocket(ifname_, static_cast<int>(sock_buf), ring.req);
+      uint32_t mark = 0;
+      fd.fd = OpenBoundSocket(ifname_, static_cast<int>(sock_buf), ring.req, &mark);
+      tx_fd.fd = OpenSendSocket(ifname_, static_cast<int>(sock_buf), mark);
       map = mmap(nullptr, ring.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.fd, 0);
       if (map == MAP_FAILED) Fail("mmap(PACKET_RX_RING)");
     } catch (const SysError& e) {
@@ -274,13 +300,16 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
       tx_msgs_[i].msg_hdr.msg_iov = &tx_iov_[2 * i];
       tx_msgs_[i].msg_hdr.msg_iovlen = 1;
     }
-    fd_ = fd.release();  // last: a constructor that throws must not leave it open
+    tx_fd_ = tx_fd.release();  // last: a constructor that throws must not leave them open
+    fd_ = fd.release();
   }
 
   ~PacketSocket() override {
     // Reached only if JS dropped the object without close() (or at exit).
-    ClosePoll();
+    ClosePoll(rx_poll_);
+    ClosePoll(tx_poll_);
     if (fd_ >= 0) close(fd_);
+    if (tx_fd_ >= 0) close(tx_fd_);
   }
 
  private:
@@ -415,7 +444,7 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
       }
       uint32_t i = 0;
       while (i < n) {
-        int r = sendmmsg(fd_, &tx_msgs_[i], n - i, MSG_DONTWAIT);
+        int r = sendmmsg(tx_fd_, &tx_msgs_[i], n - i, MSG_DONTWAIT);
         if (r > 0) {
           i += r;
           counters_[kTxFrames] += r;
@@ -463,9 +492,12 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
   void Close(const Napi::CallbackInfo&) {
     on_readable_.Reset();
     on_writable_.Reset();
-    ClosePoll();
+    ClosePoll(rx_poll_);
+    ClosePoll(tx_poll_);
     if (fd_ >= 0) close(fd_);
+    if (tx_fd_ >= 0) close(tx_fd_);
     fd_ = -1;
+    tx_fd_ = -1;
     if (pinned_) Unref();
     pinned_ = false;
   }
@@ -475,42 +507,52 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
     return info[0].As<Napi::Function>();
   }
 
-  // One uv_poll_t per fd (libuv forbids two); its event mask follows which
-  // callbacks are wanted.
+  // One uv_poll_t per socket: readability of the receive socket while onReadable
+  // is set, writability of the send socket while onWritable waits.
   void UpdatePoll() {
-    int want = (on_readable_.IsEmpty() ? 0 : UV_READABLE) | (on_writable_.IsEmpty() ? 0 : UV_WRITABLE);
-    if (want == poll_events_) return;
-    if (poll_ == nullptr) {
-      uv_loop_t* loop = nullptr;
-      if (napi_get_uv_event_loop(Env(), &loop) != napi_ok) throw Napi::Error::New(Env(), "no uv loop");
-      poll_ = new uv_poll_t;
-      int rc = uv_poll_init_socket(loop, poll_, fd_);
-      if (rc < 0) {
-        delete poll_;
-        poll_ = nullptr;
-        throw ErrnoError(Env(), -rc, "uv_poll_init_socket", "packet socket on interface '" + ifname_ + "'");
-      }
-      poll_->data = this;
-    }
-    poll_events_ = want;
-    if (want) {
-      uv_poll_start(poll_, want, PollCb);
-    } else {
-      uv_poll_stop(poll_);
-    }
+    SetPoll(rx_poll_, fd_, on_readable_.IsEmpty() ? 0 : UV_READABLE);
+    SetPoll(tx_poll_, tx_fd_, on_writable_.IsEmpty() ? 0 : UV_WRITABLE);
     // While the kernel can call us back, JS must not collect this object.
+    bool want = !on_readable_.IsEmpty() || !on_writable_.IsEmpty();
     if (want && !pinned_) Ref();
     if (!want && pinned_) Unref();
-    pinned_ = want != 0;
+    pinned_ = want;
   }
 
-  void ClosePoll() {
-    if (poll_ == nullptr) return;
-    poll_->data = nullptr;
+  struct Poll {
+    uv_poll_t* handle = nullptr;
+    int events = 0;
+  };
+
+  void SetPoll(Poll& p, int fd, int want) {
+    if (want == p.events) return;
+    if (p.handle == nullptr) {
+      uv_loop_t* loop = nullptr;
+      if (napi_get_uv_event_loop(Env(), &loop) != napi_ok) throw Napi::Error::New(Env(), "no uv loop");
+      p.handle = new uv_poll_t;
+      int rc = uv_poll_init_socket(loop, p.handle, fd);
+      if (rc < 0) {
+        delete p.handle;
+        p.handle = nullptr;
+        throw ErrnoError(Env(), -rc, "uv_poll_init_socket", "packet socket on interface '" + ifname_ + "'");
+      }
+      p.handle->data = this;
+    }
+    p.events = want;
+    if (want) {
+      uv_poll_start(p.handle, want, PollCb);
+    } else {
+      uv_poll_stop(p.handle);
+    }
+  }
+
+  static void ClosePoll(Poll& p) {
+    if (p.handle == nullptr) return;
+    p.handle->data = nullptr;
     // The handle must outlive uv_close; libuv frees nothing itself.
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    poll_ = nullptr;
-    poll_events_ = 0;
+    uv_close(reinterpret_cast<uv_handle_t*>(p.handle), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    p.handle = nullptr;
+    p.events = 0;
   }
 
   static void PollCb(uv_poll_t* handle, int status, int events) {
@@ -519,20 +561,24 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
     Napi::Env env = self->Env();
     Napi::HandleScope scope(env);
     Napi::Object keep_alive = self->Value();  // even if a callback calls close()
+    Poll& p = handle == self->tx_poll_.handle ? self->tx_poll_ : self->rx_poll_;
     if (status < 0) {
       // libuv stops the handle on POLLERR (e.g. ENETDOWN when the link goes
-      // down). Consume the socket error, re-arm, and let the owner read.
+      // down). Consume the socket error, re-arm, and let the owner go on.
       int err = 0;
       socklen_t len = sizeof err;
-      getsockopt(self->fd_, SOL_SOCKET, SO_ERROR, &err, &len);
-      uv_poll_start(handle, self->poll_events_, PollCb);
-      events = self->poll_events_ & UV_READABLE;
+      getsockopt(&p == &self->tx_poll_ ? self->tx_fd_ : self->fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+      uv_poll_start(handle, p.events, PollCb);
+      events = p.events;
     }
-    if ((events & UV_WRITABLE) && !self->on_writable_.IsEmpty()) {
-      Napi::Function cb = self->on_writable_.Value();
-      self->on_writable_.Reset();  // one-shot; cb may re-arm it
-      self->UpdatePoll();
-      self->Invoke(cb, keep_alive);
+    if (&p == &self->tx_poll_) {
+      if ((events & UV_WRITABLE) && !self->on_writable_.IsEmpty()) {
+        Napi::Function cb = self->on_writable_.Value();
+        self->on_writable_.Reset();  // one-shot; cb may re-arm it
+        self->UpdatePoll();
+        self->Invoke(cb, keep_alive);
+      }
+      return;
     }
     if ((events & UV_READABLE) && self->fd_ >= 0 && !self->on_readable_.IsEmpty())
       self->Invoke(self->on_readable_.Value(), keep_alive);
@@ -548,7 +594,8 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
   }
 
   std::string ifname_;
-  int fd_ = -1;
+  int fd_ = -1;     // receives (ring); the one JS sees as .fd
+  int tx_fd_ = -1;  // sends
   uint32_t rx_slots_ = 0, slot_size_ = 0;
   // Receive ring: frames next_.. are the kernel's or new; held_ frames from release_ on are JS's.
   uint8_t* ring_ = nullptr;
@@ -561,8 +608,7 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
   std::vector<struct mmsghdr> tx_msgs_;
   std::vector<struct iovec> tx_iov_;  // two per message: the arena part and a file map part
   std::vector<const uint8_t*> map_data_;
-  uv_poll_t* poll_ = nullptr;
-  int poll_events_ = 0;
+  Poll rx_poll_, tx_poll_;
   bool pinned_ = false;
   Napi::FunctionReference on_readable_, on_writable_;
 };

@@ -1,6 +1,7 @@
 /**
  * Raw AoE frames on one interface: an AF_PACKET socket bound to ethertype
- * 0x88A2, with batched receive and send. Received frames are read in place in a
+ * 0x88A2 (and a second one, hearing nothing, that sends), with batched receive
+ * and send. Received frames are read in place in a
  * memory-mapped ring the kernel fills (no system call or copy per frame on our
  * side). The C++ side moves bytes only; all protocol logic lives in TypeScript.
  *
