@@ -1,8 +1,8 @@
 // AF_PACKET sockets for AoE frames on one interface: one receives through a
 // memory-mapped ring (PACKET_RX_RING, TPACKET_V2) that JS reads in place, one
 // sends batches (sendmmsg) from a JS arena and file maps; libuv readiness
-// callbacks for both. One call across the JS
-// boundary per batch, never per frame; nothing here allocates per frame.
+// callbacks for both. One call across the JS boundary per batch, never per
+// frame; nothing here allocates per frame.
 #include "common.h"
 
 #include <uv.h>

@@ -1,9 +1,9 @@
 /**
  * Raw AoE frames on one interface: an AF_PACKET socket bound to ethertype
  * 0x88A2 (and a second one, hearing nothing, that sends), with batched receive
- * and send. Received frames are read in place in a
- * memory-mapped ring the kernel fills (no system call or copy per frame on our
- * side). The C++ side moves bytes only; all protocol logic lives in TypeScript.
+ * and send. Received frames are read in place in a memory-mapped ring the
+ * kernel fills (no system call or copy per frame on our side). The C++ side
+ * moves bytes only; all protocol logic lives in TypeScript.
  *
  * Frames are whole Ethernet frames (the caller writes MACs and ethertype).
  * The socket never hears its own transmissions, not even on `lo`.
