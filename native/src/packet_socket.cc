@@ -133,6 +133,16 @@ uint32_t FilterOwnFrames(int fd) {
   return mark;
 }
 
+// Binds a packet socket to one interface and protocol (network byte order).
+void BindTo(int fd, uint16_t protocol, int ifindex) {
+  struct sockaddr_ll sll;
+  memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = protocol;
+  sll.sll_ifindex = ifindex;
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&sll), sizeof sll) < 0) Fail("bind");
+}
+
 // Receive ring geometry. The kernel copies each frame into the next free ring
 // frame, behind a tpacket2_hdr, at the same offset every time (kMacOffset for
 // Ethernet); we read frames there and hand each back once JS is done with it.
@@ -178,12 +188,7 @@ int OpenBoundSocket(const std::string& ifname, int sock_buf, const struct tpacke
   int version = TPACKET_V2;
   if (setsockopt(s.fd, SOL_PACKET, PACKET_VERSION, &version, sizeof version) < 0) Fail("setsockopt(PACKET_VERSION)");
   if (setsockopt(s.fd, SOL_PACKET, PACKET_RX_RING, &ring, sizeof ring) < 0) Fail("setsockopt(PACKET_RX_RING)");
-  struct sockaddr_ll sll;
-  memset(&sll, 0, sizeof sll);
-  sll.sll_family = AF_PACKET;
-  sll.sll_protocol = htons(kEthPAoe);
-  sll.sll_ifindex = link.index;
-  if (bind(s.fd, reinterpret_cast<struct sockaddr*>(&sll), sizeof sll) < 0) Fail("bind");
+  BindTo(s.fd, htons(kEthPAoe), link.index);
   return s.release();
 }
 
@@ -199,12 +204,7 @@ int OpenSendSocket(const std::string& ifname, int sock_buf, uint32_t mark) {
   SetBuffer(s.fd, SO_SNDBUFFORCE, SO_SNDBUF, sock_buf);
   // The receive socket drops frames carrying this mark: ours, if they loop back.
   if (mark != 0 && setsockopt(s.fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) < 0) Fail("setsockopt(SO_MARK)");
-  struct sockaddr_ll sll;
-  memset(&sll, 0, sizeof sll);
-  sll.sll_family = AF_PACKET;
-  sll.sll_protocol = 0;  // send only; the kernel reads the ethertype from each frame
-  sll.sll_ifindex = link.index;
-  if (bind(s.fd, reinterpret_cast<struct sockaddr*>(&sll), sizeof sll) < 0) Fail("bind");
+  BindTo(s.fd, 0, link.index);  // protocol 0: send only; the kernel reads each frame's ethertype
   return s.release();
 }
 

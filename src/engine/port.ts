@@ -279,7 +279,7 @@ export class Port {
         if (t.store.inline) {
           // Done by the kick that ends this batch, before the ring frame goes back to
           // the kernel: written straight from the ring.
-          this.stage(ex, t, plan, rx, req.dataOffset)
+          this.stage(ex, step, t, plan, rx, req.dataOffset)
           return
         }
         // The receive ring frame goes back to the kernel with the next batch: the data
@@ -297,12 +297,12 @@ export class Port {
         ex.kind = IoKind.Flush
         break
     }
-    this.stage(ex, t, plan, tx, out + ATA_HEADER_LENGTH)
+    this.stage(ex, step, t, plan, tx, out + ATA_HEADER_LENGTH)
   }
 
   /** Queues a disk request of this batch; `buffer` holds (or receives) its data. */
-  private stage (ex: Exchange, t: Target, plan: AtaPlan, buffer: Buffer, bufferOffset: number): void {
-    ex.step = ex.kind === IoKind.Read ? AtaStep.Read : ex.kind === IoKind.Write ? AtaStep.Write : AtaStep.Flush
+  private stage (ex: Exchange, step: AtaStep, t: Target, plan: AtaPlan, buffer: Buffer, bufferOffset: number): void {
+    ex.step = step
     ex.target = t
     ex.offset = plan.offset
     ex.length = plan.length

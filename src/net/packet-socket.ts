@@ -84,7 +84,7 @@ export class PacketSocket {
       opts.ringFrames ?? 1024
     )
     try {
-      return new PacketSocket(ifname, native, { slotSize })
+      return new PacketSocket(ifname, native, slotSize)
     } catch (err) {
       native.close()
       throw err
@@ -92,7 +92,6 @@ export class PacketSocket {
   }
 
   readonly rxSlots: number
-  readonly slotSize: number
   /** Frames the receive ring holds. */
   readonly ringFrames: number
   /** The receive ring: frame i of the last recv() is rx[rxOffsets[i] .. rxOffsets[i]+rxLengths[i]). */
@@ -104,12 +103,11 @@ export class PacketSocket {
   private _link: LinkInfo
   private closed = false
 
-  private constructor (readonly ifname: string, private readonly native: NativePacketSocket, opts: { slotSize: number }) {
+  private constructor (readonly ifname: string, private readonly native: NativePacketSocket, readonly slotSize: number) {
     this.rx = native.rx
     this.rxOffsets = native.rxOffsets
     this.rxLengths = native.rxLengths
     this.rxSlots = native.rxLengths.length
-    this.slotSize = opts.slotSize
     this.ringFrames = native.ringFrames
     this.counters = new LiveCounters(native.counters)
     this._link = this.readLink()
@@ -144,17 +142,16 @@ export class PacketSocket {
 
   /**
    * Sends frames arena[offsets[j] .. offsets[j]+lengths[j]) for j < count in
-   * as few syscalls as possible. With `maps`, frame j continues, when mapLengths[j] > 0,
-   * with mapLengths[j] bytes at mapOffsets[j] of maps[j], copied by the kernel. Returns how many frames were consumed: less
+   * as few syscalls as possible. With `maps`, frame j continues, when
+   * mapLengths[j] > 0, with mapLengths[j] bytes at mapOffsets[j] of maps[j],
+   * copied by the kernel. Returns how many frames were consumed: less
    * than count only when the socket buffer is full (then wait for onWritable
    * and send the rest). Frames failing for other reasons are skipped and
    * counted in txErrors. Throws RangeError if a frame lies outside the arena.
    */
   send (arena: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number,
     maps?: Array<FileMap | undefined>, mapOffsets?: Float64Array, mapLengths?: Uint32Array): number {
-    return maps === undefined
-      ? this.native.send(arena, offsets, lengths, count)
-      : this.native.send(arena, offsets, lengths, count, maps, mapOffsets, mapLengths)
+    return this.native.send(arena, offsets, lengths, count, maps, mapOffsets, mapLengths)
   }
 
   /** cb runs on every readability until close(); call recv() until it returns 0. A second call replaces cb. */

@@ -98,13 +98,13 @@ export class BackingStore implements BackingStoreInfo {
     readonly direct: boolean,
     private readonly disk: DiskEngine,
     /** Every byte has its storage (not sparse): reading it through a map allocates nothing. */
-    allocated = false,
+    allocated: boolean,
   ) {
     this.scheduler = new OrderedScheduler(req => this.startTransfer(req))
     this.fileMap = null
     // Not for sparse files: a read fault on a tmpfs hole allocates a page, where pread
     // returns zeros for free, so reading a thin export through a map would fill RAM.
-    if (memory && disk.memoryInline && allocated) {
+    if (this.inline && allocated) {
       try {
         this.fileMap = mapFile(fd, size)
       } catch (err) {

@@ -95,15 +95,22 @@ for (const where of places) {
   })
 }
 
-test('runNow performs rows synchronously: writes, fdatasync, reads, short reads and errors', async t => {
-  const file = path.join(places[places.length - 1], 'now.bin')
-  fs.writeFileSync(file, Buffer.alloc(64 * 1024))
+/** A zeroed file in RAM (where runNow is used), a ring and a registered arena, all undone at teardown. */
+function nowFixture (t: tap.Test, name: string, fileBytes: number, entries: number, arenaBytes: number): {
+  file: string, fd: number, ring: DiskRing, arena: Buffer, id: number
+} {
+  const file = path.join(places[places.length - 1], name)
+  fs.writeFileSync(file, Buffer.alloc(fileBytes))
   const fd = fs.openSync(file, 'r+')
   t.teardown(() => fs.closeSync(fd))
-  const ring = DiskRing.open(16)
+  const ring = DiskRing.open(entries)
   t.teardown(() => ring.close())
-  const arena = Buffer.alloc(8 * 4096)
-  const id = ring.registerArena(arena)
+  const arena = Buffer.alloc(arenaBytes)
+  return { file, fd, ring, arena, id: ring.registerArena(arena) }
+}
+
+test('runNow performs rows synchronously: writes, fdatasync, reads, short reads and errors', async t => {
+  const { file, fd, ring, arena, id } = nowFixture(t, 'now.bin', 64 * 1024, 16, 8 * 4096)
   const data = randomBytes(4 * 4096)
   data.copy(arena)
   const rows = new Float64Array(8 * DISK_ROW)
@@ -129,15 +136,8 @@ test('runNow performs rows synchronously: writes, fdatasync, reads, short reads 
 })
 
 test('runNow does rows that continue each other in one vectored call, each with its own result', async t => {
-  const file = path.join(places[places.length - 1], 'vector.bin')
-  fs.writeFileSync(file, Buffer.alloc(40 * 1024))
-  const fd = fs.openSync(file, 'r+')
-  t.teardown(() => fs.closeSync(fd))
-  const ring = DiskRing.open(64)
-  t.teardown(() => ring.close())
   // Scattered arena slots, contiguous file positions: frames of a sequential stream.
-  const arena = Buffer.alloc(64 * 1024)
-  const id = ring.registerArena(arena)
+  const { file, fd, ring, arena, id } = nowFixture(t, 'vector.bin', 40 * 1024, 64, 64 * 1024)
   const data = randomBytes(32 * 1024)
   const rows = new Float64Array(40 * DISK_ROW)
   const results = new Int32Array(40)
