@@ -11,6 +11,7 @@
         "src/packet_socket.cc",
         "src/block_device.cc",
         "src/memory.cc",
+        "src/fault_guard.cc",
         "src/disk_ring.cc"
       ],
       "libraries": ["-luring"],

@@ -22,6 +22,20 @@ struct SysError {
 // `map` is not an open FileMap or the range lies outside it.
 const uint8_t* FileMapRange(Napi::Value map, double offset, size_t length);
 
+// The bytes of a writable FileMap; {nullptr, 0} if `map` is not an open
+// FileMap created writable.
+struct MappedFile {
+  uint8_t* data;
+  size_t length;
+};
+MappedFile WritableFileMap(Napi::Value map);
+
+// memcpy into a shared file mapping that survives the mapping's SIGBUS (the
+// file was truncated under it): false if the copy faulted, or another thread
+// holds the guard; then nothing is known about dst and the caller falls back
+// to pwrite. fault_guard.cc.
+bool GuardedCopy(uint8_t* dst, const uint8_t* src, size_t length);
+
 void InitPacketSocket(Napi::Env env, Napi::Object exports);
 void InitBlockDevice(Napi::Env env, Napi::Object exports);
 void InitDiskRing(Napi::Env env, Napi::Object exports);

@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include <vector>
@@ -26,8 +27,11 @@ namespace {
 
 // Layout of the shared arrays (mirrored in src/store/disk-ring.ts).
 enum Op { kRead = 0, kWrite = 1, kFdatasync = 2 };
-enum Col { kColOp, kColFd, kColArena, kColOffset, kColLength, kColPosition, kRowWidth };
-enum Counter { kSubmitted, kCompleted, kSubmitCalls, kInFlight, kRunNow, kNumCounters };
+// kColMap: for a write row in runNow(), 1 + the index in runNow's `maps` of the
+// FileMap to copy the data into; 0 (pwrite) otherwise. submit() ignores it.
+enum Col { kColOp, kColFd, kColArena, kColOffset, kColLength, kColPosition, kColMap, kRowWidth };
+// kMapped: runNow write rows copied into a map; kMapFallbacks: those pwrite did instead.
+enum Counter { kSubmitted, kCompleted, kSubmitCalls, kInFlight, kRunNow, kMapped, kMapFallbacks, kNumCounters };
 
 constexpr uint32_t kMaxEntries = 4096;
 constexpr uint32_t kMaxIov = 1024;                  // IOV_MAX
@@ -131,6 +135,8 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
       double op = row[kColOp], fd = row[kColFd];
       if (op != kRead && op != kWrite && op != kFdatasync) throw bad("op must be 0 (read), 1 (write) or 2 (fdatasync)");
       if (!(fd >= INT32_MIN && fd <= INT32_MAX && fd == std::floor(fd))) throw bad("fd must be an int32");
+      double map = row[kColMap];
+      if (!IsUint(map, INT32_MAX)) throw bad("map must be 0 or 1 + an index in maps");
       if (op == kFdatasync) continue;
       double id = row[kColArena], off = row[kColOffset], len = row[kColLength], pos = row[kColPosition];
       if (!IsUint(id, static_cast<double>(arenas_.size()) - 1)) throw bad("arena id is not registered");
@@ -192,18 +198,22 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
     return Napi::Number::New(env, queued);
   }
 
-  // runNow(rows, results, count): performs rows 0..count-1 of `rows` (same layout
-  // as ops) right here with pread/pwrite/fdatasync and writes each result (bytes or
-  // -errno) into results[i]. For files on memory-backed file systems (tmpfs): they
-  // never wait on a device, and they cannot be done inline by io_uring (no
-  // IOCB_NOWAIT support), which would otherwise hand each one to a kernel worker
-  // thread. Arena ids are those of registerArena; nothing here touches the ring.
+  // runNow(rows, results, count, maps?): performs rows 0..count-1 of `rows` (same
+  // layout as ops) right here with pread/pwrite/fdatasync and writes each result
+  // (bytes or -errno) into results[i]. For files on memory-backed file systems
+  // (tmpfs): they never wait on a device, and they cannot be done inline by io_uring
+  // (no IOCB_NOWAIT support), which would otherwise hand each one to a kernel worker
+  // thread. A write row whose map column is 1 + k is copied into maps[k] (a writable
+  // FileMap of the row's file) instead: no system call per write.
+  // Arena ids are those of registerArena; nothing here touches the ring.
   Napi::Value RunNow(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckOpen(env);
+    const char* usage = "runNow(rows: Float64Array, results: Int32Array, count: number, maps?: FileMap[])";
     if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-        !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array || !info[2].IsNumber())
-      throw Napi::TypeError::New(env, "runNow(rows: Float64Array, results: Int32Array, count: number)");
+        !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array || !info[2].IsNumber() ||
+        (info.Length() > 3 && !info[3].IsUndefined() && !info[3].IsArray()))
+      throw Napi::TypeError::New(env, usage);
     Napi::Float64Array rows = info[0].As<Napi::Float64Array>();
     Napi::Int32Array results = info[1].As<Napi::Int32Array>();
     double c = info[2].As<Napi::Number>().DoubleValue();
@@ -211,12 +221,29 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
       throw Napi::RangeError::New(env, "runNow: count exceeds the rows or results given");
     uint32_t count = static_cast<uint32_t>(c);
     ValidateRows(env, rows.Data(), count);
+    // The maps, looked up once per call. One that is closed or not writable leaves its
+    // rows to pwrite.
+    maps_.clear();
+    if (info.Length() > 3 && info[3].IsArray()) {
+      Napi::Array maps = info[3].As<Napi::Array>();
+      for (uint32_t k = 0; k < maps.Length(); k++) maps_.push_back(MapUse{WritableFileMap(maps.Get(k)), 0, false, -1});
+    }
     const double* r = rows.Data();
+    for (uint32_t i = 0; i < count; i++) {
+      double map = r[size_t{i} * kRowWidth + kColMap];
+      if (map > static_cast<double>(maps_.size()))
+        throw Napi::RangeError::New(env, "runNow: row " + std::to_string(i) + ": map index past the maps given");
+    }
     int32_t* out = results.Data();
     for (uint32_t i = 0; i < count;) {
       const double* row = r + size_t{i} * kRowWidth;
       if (row[kColOp] == kFdatasync) {
         out[i++] = fdatasync(static_cast<int>(row[kColFd])) < 0 ? -errno : 0;
+        continue;
+      }
+      if (row[kColOp] == kWrite && row[kColMap] > 0) {
+        out[i] = RunMappedWrite(row);
+        i++;
         continue;
       }
       // Rows that continue each other on the same file (a sequential stream, or the
@@ -226,7 +253,7 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
       while (end < count && end - i < kMaxIov) {
         const double* prev = r + size_t{end - 1} * kRowWidth;
         const double* next = r + size_t{end} * kRowWidth;
-        if (next[kColOp] != row[kColOp] || next[kColFd] != row[kColFd] ||
+        if (next[kColOp] != row[kColOp] || next[kColFd] != row[kColFd] || next[kColMap] != row[kColMap] ||
             next[kColPosition] != prev[kColPosition] + prev[kColLength] ||
             total + static_cast<size_t>(next[kColLength]) > kMaxVectorBytes)
           break;
@@ -241,8 +268,42 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
       }
       i = end;
     }
+    // A write through a mapping leaves the file's times alone (tmpfs marks a page
+    // only on its first write fault): stamp them once per call, as pwrite would have.
+    static const struct timespec kTouch[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
+    for (const MapUse& m : maps_) {
+      if (m.written_fd >= 0) futimens(m.written_fd, kTouch);
+    }
+    maps_.clear();
     counters_[kRunNow] += count;
     return Napi::Number::New(env, count);
+  }
+
+  // A write row copied into its file's mapping; pwrite where the mapping cannot take
+  // it: closed, not writable, or beyond the end of the file (which may have shrunk
+  // since it was mapped). Only pwrite grows a file: bytes copied past its end, into
+  // the tail of its last page, would not be part of it. The size is read once per
+  // call; a file shrinking during the call makes the copy fault, and pwrite does it.
+  int32_t RunMappedWrite(const double* row) {
+    MapUse& m = maps_[static_cast<size_t>(row[kColMap]) - 1];
+    size_t len = static_cast<size_t>(row[kColLength]);
+    auto pos = static_cast<size_t>(row[kColPosition]);
+    int fd = static_cast<int>(row[kColFd]);
+    if (!m.sized && m.file.data != nullptr) {
+      struct stat st;
+      m.size = 0;  // unknown: every row goes by pwrite
+      if (fstat(fd, &st) == 0) m.size = S_ISBLK(st.st_mode) ? m.file.length : std::min(m.file.length, static_cast<size_t>(st.st_size));
+      m.sized = true;
+    }
+    const Arena& a = arenas_[static_cast<size_t>(row[kColArena])];
+    if (m.file.data == nullptr || pos > m.size || len > m.size - pos ||
+        !GuardedCopy(m.file.data + pos, a.data + static_cast<size_t>(row[kColOffset]), len)) {
+      counters_[kMapFallbacks]++;
+      return RunRow(row);
+    }
+    counters_[kMapped]++;
+    m.written_fd = fd;
+    return static_cast<int32_t>(len);
   }
 
   // One read or write row with pread/pwrite, retried until done: bytes, or -errno.
@@ -447,6 +508,15 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
   bool open_ = false;
   uint32_t capacity_ = 0;
   struct iovec iov_[kMaxIov];  // runNow's vectors
+  // runNow's maps, by the index rows give. size: the bytes of the file it may take
+  // writes to, read at its first write row (sized); written_fd: a row was copied in.
+  struct MapUse {
+    MappedFile file;
+    size_t size;
+    bool sized;
+    int written_fd;
+  };
+  std::vector<MapUse> maps_;
   uint32_t in_flight_ = 0;
   double* ops_ = nullptr;
   uint32_t* tags_ = nullptr;

@@ -3,8 +3,8 @@
 // nor see the address of such memory. Copies: Buffer#copy between two buffers
 // allocates a view per call on Node 20, and any call into C++ costs far more than
 // copying a sector, so the packet loop batches its copies (copyRanges). File maps:
-// read-only mappings of backing files in RAM that only the kernel reads from, for
-// replies sent straight from the page cache (FileMap).
+// shared mappings of backing files in RAM, for replies the kernel sends straight from
+// the page cache and for writes copied straight into it (FileMap).
 #include "common.h"
 
 #include <cerrno>
@@ -72,55 +72,76 @@ void CopyRanges(const Napi::CallbackInfo& info) {
   for (size_t j = 0; j < n; j++) memmove(dst + r[3 * j], src + r[3 * j + 1], r[3 * j + 2]);
 }
 
-// A read-only shared mapping of a backing file, for replies whose data the kernel
-// copies straight from the page cache into the outgoing frame (one copy instead of
-// pread's plus send's). JS gets an opaque object: it never touches the bytes, so a
-// file truncated under us cannot raise SIGBUS here; the kernel's copy fails with
-// EFAULT instead.
+// A shared mapping of a backing file. Replies read from it are copied by the kernel
+// straight from the page cache into the outgoing frame (one copy instead of pread's
+// plus send's); writes are copied into it by GuardedCopy (a memcpy instead of a
+// pwrite call). JS gets an opaque object and never touches the bytes, so a file
+// truncated under us cannot raise SIGBUS in JS: the kernel's copy fails with EFAULT,
+// and a guarded copy reports the fault.
 class FileMap : public Napi::ObjectWrap<FileMap> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "FileMap", {InstanceMethod<&FileMap::Close>("close"),
-                                        InstanceAccessor<&FileMap::Length>("length")});
+                                        InstanceAccessor<&FileMap::Length>("length"),
+                                        InstanceAccessor<&FileMap::Writable>("writable")});
   }
 
-  // new FileMap(fd, length)
+  // new FileMap(fd, length, writable = false)
   explicit FileMap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FileMap>(info) {
     Napi::Env env = info.Env();
-    double fd = NumberArg(info, 0, "FileMap(fd, length)"), length = NumberArg(info, 1, "FileMap(fd, length)");
+    const char* usage = "FileMap(fd, length, writable)";
+    double fd = NumberArg(info, 0, usage), length = NumberArg(info, 1, usage);
     if (!(fd >= 0 && fd <= 0x7fffffff && length >= 1 && length <= 9007199254740992.0))
       throw Napi::RangeError::New(env, "FileMap(fd, length): bad fd or length");
+    if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsBoolean())
+      throw Napi::TypeError::New(env, std::string(usage) + ": writable must be a boolean");
+    writable_ = info.Length() > 2 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
     length_ = static_cast<size_t>(length);
-    void* p = mmap(nullptr, length_, PROT_READ, MAP_SHARED, static_cast<int>(fd), 0);
+    int prot = writable_ ? PROT_READ | PROT_WRITE : PROT_READ;
+    void* p = mmap(nullptr, length_, prot, MAP_SHARED, static_cast<int>(fd), 0);
     if (p == MAP_FAILED) throw ErrnoError(env, errno, "mmap", "file map of " + std::to_string(length_) + " bytes");
-    data_ = static_cast<const uint8_t*>(p);
+    data_ = static_cast<uint8_t*>(p);
   }
 
   ~FileMap() override { Unmap(); }
 
-  const uint8_t* data() const { return data_; }
+  uint8_t* data() const { return data_; }
   size_t length() const { return data_ == nullptr ? 0 : length_; }
+  bool writable() const { return writable_; }
 
  private:
   void Unmap() {
-    if (data_ != nullptr) munmap(const_cast<uint8_t*>(data_), length_);
+    if (data_ != nullptr) munmap(data_, length_);
     data_ = nullptr;
   }
   void Close(const Napi::CallbackInfo&) { Unmap(); }
   Napi::Value Length(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(length())); }
+  Napi::Value Writable(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), writable_); }
 
-  const uint8_t* data_ = nullptr;
+  uint8_t* data_ = nullptr;
   size_t length_ = 0;
+  bool writable_ = false;
 };
+
+FileMap* OpenFileMap(Napi::Value map) {
+  if (!map.IsObject() || !map.As<Napi::Object>().InstanceOf(file_map_constructor->Value())) return nullptr;
+  FileMap* m = FileMap::Unwrap(map.As<Napi::Object>());
+  return m->data() == nullptr ? nullptr : m;
+}
 
 }  // namespace
 
 const uint8_t* FileMapRange(Napi::Value map, double offset, size_t length) {
-  if (!map.IsObject() || !map.As<Napi::Object>().InstanceOf(file_map_constructor->Value())) return nullptr;
-  FileMap* m = FileMap::Unwrap(map.As<Napi::Object>());
-  if (m->data() == nullptr || !(offset >= 0 && offset + static_cast<double>(length) <= static_cast<double>(m->length())))
+  FileMap* m = OpenFileMap(map);
+  if (m == nullptr || !(offset >= 0 && offset + static_cast<double>(length) <= static_cast<double>(m->length())))
     return nullptr;
   return m->data() + static_cast<size_t>(offset);
+}
+
+MappedFile WritableFileMap(Napi::Value map) {
+  FileMap* m = OpenFileMap(map);
+  if (m == nullptr || !m->writable()) return {nullptr, 0};
+  return {m->data(), m->length()};
 }
 
 void InitMemory(Napi::Env env, Napi::Object exports) {

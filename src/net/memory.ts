@@ -52,14 +52,15 @@ export class CopyBatch {
 }
 
 /**
- * A read-only shared mapping of a file (or block device) that JavaScript never reads:
- * it is handed to PacketSocket.send() so the kernel copies reply data straight from
- * the page cache into the frame. Nothing here touches the bytes, so a file truncated
- * under the mapping cannot crash the process (the send fails with EFAULT instead).
+ * A shared mapping of a file (or block device) that JavaScript never touches: it is
+ * handed to PacketSocket.send() so the kernel copies reply data straight from the page
+ * cache into the frame, and, when writable, to DiskRing.runNow() to copy write data
+ * into. A file truncated under the mapping cannot crash the process: the send fails
+ * with EFAULT, and runNow's guarded copy falls back to pwrite.
  */
 export type FileMap = NativeFileMap
 
 /** Maps `length` bytes of `fd` from offset 0. Throws (with .code) where mmap refuses. */
-export function mapFile (fd: number, length: number): FileMap {
-  return new (loadNative().FileMap)(fd, length)
+export function mapFile (fd: number, length: number, writable = false): FileMap {
+  return new (loadNative().FileMap)(fd, length, writable)
 }

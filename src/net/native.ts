@@ -28,25 +28,27 @@ export interface NativePacketSocket {
   close (): void
 }
 
-/** A read-only mapping of a file that only the kernel reads (see memory.ts). */
+/** A shared mapping of a file whose bytes only the kernel and C++ touch (see memory.ts). */
 export interface NativeFileMap {
   /** Bytes mapped; 0 once closed. */
   readonly length: number
+  /** Mapped for writing too (runNow copies write rows into it). */
+  readonly writable: boolean
   close (): void
 }
 
 /** The addon's io_uring object; wrapped by DiskRing (src/store/disk-ring.ts). */
 export interface NativeDiskRing {
-  /** capacity rows of [op, fd, arenaId, arenaOffset, length, position], read by submit(). */
+  /** capacity rows of [op, fd, arenaId, arenaOffset, length, position, map], read by submit(). */
   readonly ops: Float64Array
   readonly tags: Uint32Array
   readonly doneTags: Uint32Array
   readonly doneResults: Int32Array
-  /** [submitted, completed, submitCalls, inFlight, runNow], written in place by C++. */
+  /** [submitted, completed, submitCalls, inFlight, runNow, mapped, mapFallbacks], written in place by C++. */
   readonly counters: Float64Array
   registerArena (buf: Uint8Array): number
   submit (count: number): number
-  runNow (rows: Float64Array, results: Int32Array, count: number): number
+  runNow (rows: Float64Array, results: Int32Array, count: number, maps?: NativeFileMap[]): number
   reap (): number
   onComplete (cb: () => void): void
   close (): void
@@ -59,7 +61,7 @@ export interface NativeAddon {
   blkGetSize64 (fd: number): number
   alignedBuffer (size: number): Buffer
   copyRanges (dst: Uint8Array, src: Uint8Array, ranges: Uint32Array, count: number): void
-  FileMap: new (fd: number, length: number) => NativeFileMap
+  FileMap: new (fd: number, length: number, writable?: boolean) => NativeFileMap
   DiskRing: new (entries: number) => NativeDiskRing
 }
 

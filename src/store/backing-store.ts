@@ -102,13 +102,14 @@ export class BackingStore implements BackingStoreInfo {
   ) {
     this.scheduler = new OrderedScheduler(req => this.startTransfer(req))
     this.fileMap = null
-    // Not for sparse files: a read fault on a tmpfs hole allocates a page, where pread
-    // returns zeros for free, so reading a thin export through a map would fill RAM.
+    // Reads are sent from the map and writes copied into it (see map). Not for sparse
+    // files: a read fault on a tmpfs hole allocates a page, where pread returns zeros
+    // for free, so reading a thin export through a map would fill RAM.
     if (this.inline && allocated) {
       try {
-        this.fileMap = mapFile(fd, size)
+        this.fileMap = mapFile(fd, size, true)
       } catch (err) {
-        debug('%s: cannot map (%s); reads use pread', path, (err as Error).message)
+        debug('%s: cannot map (%s); reads and writes use pread/pwrite', path, (err as Error).message)
       }
     }
   }
@@ -122,9 +123,10 @@ export class BackingStore implements BackingStoreInfo {
   }
 
   /**
-   * For a file in RAM read through an engine that completes inline: a read-only mapping
-   * the packet loop can send reply data from without reading it first. null otherwise,
-   * and once close() has begun (new reads then fail like any other request).
+   * For a file in RAM on an engine that completes inline: a shared mapping the packet
+   * loop can send reply data from without reading it first (the engine also copies
+   * writes into it instead of calling pwrite). null otherwise, and once close() has
+   * begun (new reads then fail like any other request).
    */
   get map (): FileMap | null {
     return this.closed ? null : this.fileMap
@@ -224,11 +226,11 @@ export class BackingStore implements BackingStoreInfo {
 
   private startTransfer (req: BlockRequest): void {
     if (req.kind === IoKind.Flush) this.disk.sync(this.fd, req, this.memory)
-    else this.disk.transfer(this.fd, req, 0, this.memory)
+    else this.disk.transfer(this.fd, req, 0, this.memory, this.fileMap)
   }
 
   /** @internal */ continueTransfer (req: BlockRequest, done: number): void {
-    this.disk.transfer(this.fd, req, done, this.memory)
+    this.disk.transfer(this.fd, req, done, this.memory, this.fileMap)
   }
 
   /** @internal */ finish (req: BlockRequest, err: NodeJS.ErrnoException | null): void {

@@ -1,4 +1,5 @@
 import type { BlockRequest } from './backing-store'
+import type { FileMap } from '../net/memory'
 
 /**
  * How a store's requests reach the disk. Two engines: io_uring (batched submission,
@@ -10,9 +11,10 @@ export interface DiskEngine {
   readonly memoryInline: boolean
   /**
    * Reads or writes req from byte `done` on; completion calls req.onTransfer(err, bytes).
-   * `memory`: the file lives in RAM (tmpfs) and never waits on a device.
+   * `memory`: the file lives in RAM (tmpfs) and never waits on a device. `map`: a
+   * writable mapping of the file that an engine may copy write data into instead.
    */
-  transfer (fd: number, req: BlockRequest, done: number, memory: boolean): void
+  transfer (fd: number, req: BlockRequest, done: number, memory: boolean, map: FileMap | null): void
   /** fdatasync; completion calls req.onSync(err). */
   sync (fd: number, req: BlockRequest, memory: boolean): void
   /** Hands queued requests to the kernel now; the packet loop calls it after each batch. */

@@ -9,13 +9,18 @@
  * ENOMEM...) and the caller falls back to the thread pool.
  */
 import { loadNative, type NativeDiskRing } from '../net/native'
+import type { FileMap } from '../net/memory'
 
 export const enum DiskOp { Read = 0, Write = 1, Fdatasync = 2 }
 
 /** Width of one submission row in `ops` (see disk_ring.cc). */
-export const DISK_ROW = 6
-/** Column indices within a row: ops[i * DISK_ROW + DiskCol.X]. */
-export const enum DiskCol { Op = 0, Fd = 1, Arena = 2, Offset = 3, Length = 4, Position = 5 }
+export const DISK_ROW = 7
+/**
+ * Column indices within a row: ops[i * DISK_ROW + DiskCol.X]. Map, for a write row
+ * given to runNow(): 1 + the index in its `maps` of the mapping to copy into, or 0 for
+ * pwrite; submit() ignores it.
+ */
+export const enum DiskCol { Op = 0, Fd = 1, Arena = 2, Offset = 3, Length = 4, Position = 5, Map = 6 }
 
 export interface DiskRingCounters {
   submitted: number
@@ -24,6 +29,10 @@ export interface DiskRingCounters {
   inFlight: number
   /** Requests performed synchronously by runNow(). */
   ranNow: number
+  /** runNow() writes copied into a map of their file. */
+  mapped: number
+  /** runNow() writes given a map that pwrite did instead (the file shrank under it, the map was closed). */
+  mapFallbacks: number
 }
 
 // Index of each counter in the Float64Array the addon writes (see disk_ring.cc).
@@ -32,6 +41,8 @@ const COMPLETED = 1
 const SUBMIT_CALLS = 2
 const IN_FLIGHT = 3
 const RAN_NOW = 4
+const MAPPED = 5
+const MAP_FALLBACKS = 6
 
 /** Read-only getters over the shared array: reading costs no native call. */
 class LiveCounters implements DiskRingCounters {
@@ -41,9 +52,19 @@ class LiveCounters implements DiskRingCounters {
   get submitCalls (): number { return this.a[SUBMIT_CALLS] }
   get inFlight (): number { return this.a[IN_FLIGHT] }
   get ranNow (): number { return this.a[RAN_NOW] }
+  get mapped (): number { return this.a[MAPPED] }
+  get mapFallbacks (): number { return this.a[MAP_FALLBACKS] }
   [Symbol.for('nodejs.util.inspect.custom')] (): DiskRingCounters { return this.toJSON() }
   toJSON (): DiskRingCounters {
-    return { submitted: this.submitted, completed: this.completed, submitCalls: this.submitCalls, inFlight: this.inFlight, ranNow: this.ranNow }
+    return {
+      submitted: this.submitted,
+      completed: this.completed,
+      submitCalls: this.submitCalls,
+      inFlight: this.inFlight,
+      ranNow: this.ranNow,
+      mapped: this.mapped,
+      mapFallbacks: this.mapFallbacks,
+    }
   }
 }
 
@@ -59,7 +80,7 @@ export class DiskRing {
 
   /** = entries: rows per submit, completions per reap, and requests in flight at most. */
   readonly capacity: number
-  /** Row i = ops[i*6 .. i*6+5] = [op, fd, arenaId, arenaOffset, length, position]. */
+  /** Row i = ops[i*7 .. i*7+6] = [op, fd, arenaId, arenaOffset, length, position, map]. */
   readonly ops: Float64Array
   /** tags[i] comes back in doneTags with row i's completion. */
   readonly tags: Uint32Array
@@ -103,10 +124,13 @@ export class DiskRing {
    * Performs rows 0..count-1 of `rows` (the layout of `ops`, arenas from registerArena)
    * synchronously with pread/pwrite/fdatasync, results (bytes or -errno) into
    * results[i]. Only for files that cannot wait on a device (tmpfs): io_uring cannot
-   * complete those inline and would hand each to a kernel worker thread.
+   * complete those inline and would hand each to a kernel worker thread. A write row
+   * whose Map column is 1 + k is copied into maps[k], a writable FileMap of its file
+   * (no system call per write); pwrite does it where the mapping cannot (the file
+   * shrank under it, the map is closed). The file's mtime moves as with pwrite.
    */
-  runNow (rows: Float64Array, results: Int32Array, count: number): void {
-    this.native.runNow(rows, results, count)
+  runNow (rows: Float64Array, results: Int32Array, count: number, maps?: FileMap[]): void {
+    this.native.runNow(rows, results, count, maps)
   }
 
   /** Non-blocking: copies up to capacity completions into doneTags/doneResults; returns the count (0 after close()). */

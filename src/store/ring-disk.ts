@@ -1,8 +1,9 @@
 import os from 'node:os'
 import type { BlockRequest } from './backing-store'
 import type { DiskEngine } from './disk-engine'
-import { DISK_ROW, DiskCol, DiskOp, DiskRing } from './disk-ring'
+import { DISK_ROW, DiskCol, DiskOp, DiskRing, type DiskRingCounters } from './disk-ring'
 import { IO_KIND_NAMES, IoKind } from './ordering'
+import type { FileMap } from '../net/memory'
 
 const ERRNO_NAMES = new Map<number, string>(Object.entries(os.constants.errno).map(([name, n]) => [n, name]))
 
@@ -12,7 +13,15 @@ function errnoError (errno: number, req: BlockRequest): NodeJS.ErrnoException {
 }
 
 /** A request that found the ring full; rare, so allocating for it is fine. */
-interface Waiting { op: DiskOp, fd: number, req: BlockRequest, done: number, now: boolean }
+interface Waiting { op: DiskOp, fd: number, req: BlockRequest, done: number, now: boolean, map: FileMap | null }
+
+/** The Map column for a row copying into `map`: 1 + its index in the batch's maps. */
+function mapColumnFor (maps: FileMap[], map: FileMap): number {
+  // Almost always one map per batch (one busy target): a scan beats any index.
+  let i = maps.indexOf(map)
+  if (i < 0) i = maps.push(map) - 1
+  return i + 1
+}
 
 /**
  * Requests on memory-backed files, performed synchronously by runNow() at the next kick.
@@ -22,6 +31,8 @@ class NowBatch {
   readonly rows: Float64Array
   readonly results: Int32Array
   readonly requests: Array<BlockRequest | undefined>
+  /** The mappings this batch's write rows copy into (row Map column = 1 + index). */
+  readonly maps: FileMap[] = []
   count = 0
 
   constructor (readonly capacity: number) {
@@ -67,17 +78,23 @@ export class RingDisk implements DiskEngine {
     ring.onComplete(() => this.kick())
   }
 
+  /** The ring's live counters (requests, submits, writes copied into maps...). */
+  get counters (): DiskRingCounters {
+    return this.ring.counters
+  }
+
   /** Throws (with .code) where io_uring is not available. */
   static open (entries = 1024): RingDisk {
     return new RingDisk(DiskRing.open(entries))
   }
 
-  transfer (fd: number, req: BlockRequest, done: number, memory: boolean): void {
-    this.queue(req.kind === IoKind.Read ? DiskOp.Read : DiskOp.Write, fd, req, done, memory)
+  transfer (fd: number, req: BlockRequest, done: number, memory: boolean, map: FileMap | null): void {
+    if (req.kind === IoKind.Read) this.queue(DiskOp.Read, fd, req, done, memory, null)
+    else this.queue(DiskOp.Write, fd, req, done, memory, map)
   }
 
   sync (fd: number, req: BlockRequest, memory: boolean): void {
-    this.queue(DiskOp.Fdatasync, fd, req, 0, memory)
+    this.queue(DiskOp.Fdatasync, fd, req, 0, memory, null)
   }
 
   private arenaId (buf: Buffer): number {
@@ -86,10 +103,11 @@ export class RingDisk implements DiskEngine {
     return id
   }
 
-  private writeRow (rows: Float64Array, row: number, op: DiskOp, fd: number, req: BlockRequest, done: number): void {
+  private writeRow (rows: Float64Array, row: number, op: DiskOp, fd: number, req: BlockRequest, done: number, mapColumn: number): void {
     const at = row * DISK_ROW
     rows[at + DiskCol.Op] = op
     rows[at + DiskCol.Fd] = fd
+    rows[at + DiskCol.Map] = mapColumn
     if (op === DiskOp.Fdatasync) {
       rows[at + DiskCol.Arena] = 0
       rows[at + DiskCol.Offset] = 0
@@ -103,18 +121,18 @@ export class RingDisk implements DiskEngine {
     }
   }
 
-  private queue (op: DiskOp, fd: number, req: BlockRequest, done: number, now: boolean): void {
+  private queue (op: DiskOp, fd: number, req: BlockRequest, done: number, now: boolean, map: FileMap | null): void {
     if (now && this.now.count < this.now.capacity) {
       const batch = this.now
       batch.requests[batch.count] = req
-      this.writeRow(batch.rows, batch.count++, op, fd, req, done)
+      this.writeRow(batch.rows, batch.count++, op, fd, req, done, map === null ? 0 : mapColumnFor(batch.maps, map))
     } else if (now || this.freeCount === 0) {
-      this.waiting.push({ op, fd, req, done, now })
+      this.waiting.push({ op, fd, req, done, now, map })
     } else {
       const tag = this.freeTags[--this.freeCount]
       this.requests[tag] = req
       const row = this.queued++
-      this.writeRow(this.ring.ops, row, op, fd, req, done)
+      this.writeRow(this.ring.ops, row, op, fd, req, done, 0)
       this.ring.tags[row] = tag
     }
     // The packet loop kicks after every batch; this covers requests started elsewhere.
@@ -132,7 +150,7 @@ export class RingDisk implements DiskEngine {
       for (;;) {
         while (this.waiting.length > 0 && (this.waiting[0].now ? this.now.count < this.now.capacity : this.freeCount > 0)) {
           const w = this.waiting.shift()!
-          this.queue(w.op, w.fd, w.req, w.done, w.now)
+          this.queue(w.op, w.fd, w.req, w.done, w.now, w.map)
         }
         const ranNow = this.runNow()
         let submitted = 0
@@ -158,11 +176,12 @@ export class RingDisk implements DiskEngine {
     const batch = this.now
     const count = batch.count
     if (count === 0) return 0
-    this.ring.runNow(batch.rows, batch.results, count)
+    this.ring.runNow(batch.rows, batch.results, count, batch.maps)
     // Completions may queue more: they go to the other batch.
     this.now = this.spare
     this.spare = batch
     batch.count = 0
+    batch.maps.length = 0
     for (let i = 0; i < count; i++) {
       const req = batch.requests[i]!
       batch.requests[i] = undefined

@@ -1,6 +1,7 @@
 import fs from 'node:fs'
 import type { BlockRequest } from './backing-store'
 import type { DiskEngine } from './disk-engine'
+import type { FileMap } from '../net/memory'
 import { IoKind } from './ordering'
 
 /** The asynchronous calls the thread-pool engine makes; tests substitute slow or failing ones. */
@@ -27,7 +28,7 @@ export class ThreadPoolDisk implements DiskEngine {
 
   constructor (private readonly io: BackingIo = nodeFsIo) {}
 
-  transfer (fd: number, req: BlockRequest, done: number, _memory: boolean): void {
+  transfer (fd: number, req: BlockRequest, done: number, _memory: boolean, _map: FileMap | null): void {
     const op = req.kind === IoKind.Read ? this.io.read : this.io.write
     op(fd, req.buffer, req.bufferOffset + done, req.length - done, req.offset + done, req.onTransfer)
   }

@@ -1,7 +1,8 @@
 // A target whose file lives in RAM (/dev/shm): its reads are sent straight from a map
-// of the file, the kernel copying page cache into the frame. Checks over veth that the
-// data is right, that a read sees the writes that arrived before it in the same batch,
-// and that the stat counters and del (which must wait for mapped replies) still work.
+// of the file, the kernel copying page cache into the frame, and its writes are copied
+// into that map. Checks over veth that the data is right, that a read sees the writes
+// that arrived before it in the same batch, and that a file shrunk under the daemon
+// costs neither a write nor the daemon.
 import t from 'tap'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -69,6 +70,20 @@ if (unavailable !== null) {
         }
       }
       t.pass('20 write-then-read pairs, each read saw its write')
+    })
+
+    await t.test('a write after the file shrank under the map still lands, and the daemon lives', async t => {
+      // The mapping now reaches past the end of the file: copying there raises SIGBUS,
+      // which the daemon survives by writing with pwrite instead (growing the file).
+      fs.truncateSync(disk, 4 << 20)
+      const lba = (6 << 20) / SECTOR
+      const data = crypto.randomBytes(8 * SECTOR)
+      await a.write(target, lba, data, 2, 4)
+      t.equal(fs.statSync(disk).size, (6 << 20) + data.length, 'written by pwrite, which grew the file')
+      t.ok(fs.readFileSync(disk).subarray(lba * SECTOR, lba * SECTOR + data.length).equals(data), 'the data is in the file')
+      t.ok((await a.read(target, lba, 8, 2, 4)).equals(data), 'and is read back over AoE')
+      fs.truncateSync(disk, 8 << 20)
+      t.ok((await a.read(target, 1000, 256, 2, 64)).equals(hostData), 'the daemon serves on')
     })
 
     await t.test('a read past the end is refused, not sent from beyond the map', async t => {

@@ -3,7 +3,9 @@ import t from 'tap'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { BackingStore } from '../../src/store/backing-store'
+import { BackingStore, BlockRequest } from '../../src/store/backing-store'
+import { IoKind } from '../../src/store/ordering'
+import { RingDisk } from '../../src/store/ring-disk'
 import { ThreadPoolDisk } from '../../src/store/thread-pool-disk'
 import { run } from '../helpers/exec'
 
@@ -44,6 +46,7 @@ t.test('a file in RAM under an inline engine gets a map; close() waits for reads
   t.not(store.map, null, 'mapped')
   const map = store.map!
   t.equal(map.length, 8192, 'the whole export is mapped')
+  t.equal(map.writable, true, 'for writing too')
   store.beginMappedRead()
   store.beginMappedRead()
   t.equal(store.inFlight, 2, 'reads waiting to be sent count as in flight')
@@ -72,6 +75,44 @@ t.test('a file in RAM under an inline engine gets a map; close() waits for reads
   const slow = await BackingStore.open(onDisk, inline)
   t.equal(slow.map, null, 'no map for a file on disk')
   await slow.close()
+})
+
+/** One request, its completion as a promise. */
+class Request extends BlockRequest {
+  private resolve: (err: NodeJS.ErrnoException | null) => void = () => {}
+  readonly completed = new Promise<NodeJS.ErrnoException | null>(resolve => { this.resolve = resolve })
+  ioComplete (err: NodeJS.ErrnoException | null): void { this.resolve(err) }
+}
+
+let noRing: string | false = false
+try {
+  RingDisk.open(2).close()
+} catch (err) {
+  noRing = `io_uring unavailable: ${(err as Error).message}`
+  console.error(`\n*** SKIPPING the mapped-write test: ${noRing} ***\n`)
+}
+
+t.test('writes to a file in RAM on the io_uring engine are copied into its map', { skip: noRing }, async t => {
+  const engine = RingDisk.open(16)
+  t.teardown(() => engine.close())
+  const where = fs.mkdtempSync('/dev/shm/kvb-mapw-')
+  t.teardown(() => fs.rmSync(where, { recursive: true, force: true }))
+  const file = path.join(where, 'w.img')
+  fs.writeFileSync(file, Buffer.alloc(64 * 1024))
+  const store = await BackingStore.open(file, engine)
+  t.not(store.map, null, 'mapped')
+  const data = Buffer.alloc(4096, 0x3c)
+  const req = new Request()
+  req.kind = IoKind.Write
+  req.offset = 8192
+  req.length = 4096
+  req.buffer = data
+  store.submit(req)
+  engine.kick()
+  t.equal(await req.completed, null, 'the write succeeds')
+  t.equal(engine.counters.mapped, 1, 'copied into the map, no pwrite')
+  t.ok(fs.readFileSync(file).subarray(8192, 12288).equals(data), 'read(2) sees it')
+  await store.close()
 })
 
 t.test('refusals name the cause and carry ENOENT', async t => {

@@ -7,7 +7,8 @@ import { randomBytes } from 'crypto'
 import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
-import { DISK_ROW, DiskOp, DiskRing } from '../../src/store/disk-ring'
+import { DISK_ROW, DiskCol, DiskOp, DiskRing } from '../../src/store/disk-ring'
+import { mapFile, type FileMap } from '../../src/net/memory'
 
 const EBADF = os.constants.errno.EBADF
 
@@ -31,7 +32,7 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvb-ring-'))
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
 
 function setRow (ring: DiskRing, i: number, op: DiskOp, fd: number, arena: number, offset: number, length: number, position: number, tag: number): void {
-  ring.ops.set([op, fd, arena, offset, length, position], i * DISK_ROW)
+  ring.ops.set([op, fd, arena, offset, length, position, 0], i * DISK_ROW)
   ring.tags[i] = tag
 }
 
@@ -91,7 +92,7 @@ for (const where of places) {
     t.ok(back.equals(data), 'read back byte-identical')
     const disk = fs.readFileSync(file)
     t.ok(pos.every((p, i) => disk.subarray(p, p + 4096).equals(data.subarray(i * 4096, (i + 1) * 4096))), 'file content matches')
-    t.same(JSON.parse(JSON.stringify(ring.counters)), { submitted: 2 * N + 1, completed: 2 * N + 1, submitCalls: 3, inFlight: 0, ranNow: 0 })
+    t.same(JSON.parse(JSON.stringify(ring.counters)), { submitted: 2 * N + 1, completed: 2 * N + 1, submitCalls: 3, inFlight: 0, ranNow: 0, mapped: 0, mapFallbacks: 0 })
   })
 }
 
@@ -169,6 +170,149 @@ test('runNow does rows that continue each other in one vectored call, each with 
     : data.subarray(slot * 1024, (slot + 1) * 1024)
   const wrong = [...Array(32).keys()].filter(k => !arena.subarray(k * 2048, k * 2048 + 1024).equals(expected(k)))
   t.same(wrong, [], 'every read landed in its own slot with its own data')
+})
+
+test('runNow copies write rows into a writable map of their file, and stamps its mtime', async t => {
+  const { file, fd, ring, arena, id } = nowFixture(t, 'mapped.bin', 64 * 1024, 16, 8 * 4096)
+  const map = mapFile(fd, 64 * 1024, true)
+  t.teardown(() => map.close())
+  t.equal(map.writable, true)
+  const longAgo = new Date(Date.now() - 3600 * 1000)
+  fs.utimesSync(file, longAgo, longAgo)
+  const data = randomBytes(4 * 4096)
+  data.copy(arena)
+  const rows = new Float64Array(8 * DISK_ROW)
+  const results = new Int32Array(8)
+  // Three through the map (Map column 1 = maps[0]), scattered; one by pwrite (0).
+  const positions = [12, 3, 7, 9].map(k => k * 4096)
+  for (let i = 0; i < 4; i++) rows.set([DiskOp.Write, fd, id, i * 4096, 4096, positions[i], i === 3 ? 0 : 1], i * DISK_ROW)
+  ring.runNow(rows, results, 4, [map])
+  t.same([...results.subarray(0, 4)], [4096, 4096, 4096, 4096], 'every row reports its length')
+  t.same([ring.counters.mapped, ring.counters.mapFallbacks], [3, 0], 'three copied into the map')
+  const disk = fs.readFileSync(file)
+  const wrong = positions.filter((p, i) => !disk.subarray(p, p + 4096).equals(data.subarray(i * 4096, (i + 1) * 4096)))
+  t.same(wrong, [], 'every write is in the file, read back with read(2)')
+  t.ok(fs.statSync(file).mtimeMs > longAgo.getTime() + 1000, 'the mtime moved, as pwrite would have moved it')
+
+  rows[DiskCol.Map] = 2
+  t.throws(() => ring.runNow(rows, results, 1, [map]), RangeError, 'a map index past the maps given is refused')
+  rows[DiskCol.Map] = 0.5
+  t.throws(() => ring.runNow(rows, results, 1, [map]), RangeError, 'a fractional map column is refused')
+})
+
+test('a write the map cannot take is done by pwrite: past the end of a shrunk file, map closed or read-only', async t => {
+  const { file, fd, ring, arena, id } = nowFixture(t, 'shrunk.bin', 64 * 1024, 16, 8 * 4096)
+  const map = mapFile(fd, 64 * 1024, true)
+  t.teardown(() => map.close())
+  const rows = new Float64Array(4 * DISK_ROW)
+  const results = new Int32Array(4)
+  const write = (position: number, fill: number, maps: FileMap[]): number => {
+    arena.fill(fill, 0, 4096)
+    rows.set([DiskOp.Write, fd, id, 0, 4096, position, 1], 0)
+    ring.runNow(rows, results, 1, maps)
+    return results[0]
+  }
+  // Past the end of the file, only pwrite stores data as part of it (growing it). In
+  // the tail of the last page a copy would not even fault, and would be lost.
+  fs.ftruncateSync(fd, 16 * 1024 + 512)
+  t.equal(write(16 * 1024 + 512, 0x9f, [map]), 4096, 'a write from the middle of the last page succeeds')
+  t.equal(fs.statSync(file).size, 20 * 1024 + 512, 'pwrite grew the file to hold it')
+  fs.ftruncateSync(fd, 16 * 1024)
+  t.equal(write(40 * 1024, 0xa1, [map]), 4096, 'a write pages past the end succeeds')
+  t.same([ring.counters.mapped, ring.counters.mapFallbacks], [0, 2], 'both by pwrite')
+  t.equal(fs.statSync(file).size, 44 * 1024, 'pwrite grew the file')
+  t.ok(fs.readFileSync(file).subarray(40 * 1024, 44 * 1024).every(b => b === 0xa1), 'the data is in the file')
+  // Within the file again, the map takes writes as before.
+  t.equal(write(8 * 1024, 0xb2, [map]), 4096)
+  t.equal(ring.counters.mapped, 1, 'copied into the map once the range is inside the file')
+  t.ok(fs.readFileSync(file).subarray(8 * 1024, 12 * 1024).every(b => b === 0xb2))
+
+  const readOnly = mapFile(fd, 64 * 1024)
+  t.teardown(() => readOnly.close())
+  t.equal(write(12 * 1024, 0xc3, [readOnly]), 4096, 'a read-only map: pwrite')
+  map.close()
+  t.equal(write(20 * 1024, 0xd4, [map]), 4096, 'a closed map: pwrite')
+  const small = mapFile(fd, 8 * 1024, true)
+  t.teardown(() => small.close())
+  t.equal(write(20 * 1024, 0xe5, [small]), 4096, 'a range beyond the map: pwrite')
+  t.same([ring.counters.mapped, ring.counters.mapFallbacks], [1, 5], 'three more fallbacks')
+  const disk = fs.readFileSync(file)
+  t.ok(disk.subarray(12 * 1024, 16 * 1024).every(b => b === 0xc3) && disk.subarray(20 * 1024, 24 * 1024).every(b => b === 0xe5), 'each fallback wrote its data')
+})
+
+// A fault inside the copy: a hole in a full tmpfs has no page to give the mapping, so
+// the copy raises SIGBUS. It needs a tmpfs of our own (root); elsewhere, skipped loudly.
+const noMount = process.getuid?.() === 0 ? false : 'not root: cannot mount a small tmpfs'
+if (noMount !== false) console.error(`\n*** SKIPPING the faulting-copy test: ${noMount} ***\n`)
+
+void t.test('a copy that faults (SIGBUS) is abandoned, and pwrite gives the real answer', { skip: unavailable || noMount }, async t => {
+  const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'kvb-small-tmpfs-'))
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt])
+  t.teardown(() => {
+    execFileSync('umount', [mnt])
+    fs.rmdirSync(mnt)
+  })
+  const file = path.join(mnt, 'f.img')
+  fs.writeFileSync(file, Buffer.alloc(64 * 1024, 1))
+  const fd = fs.openSync(file, 'r+')
+  t.teardown(() => fs.closeSync(fd))
+  const map = mapFile(fd, 64 * 1024, true)
+  t.teardown(() => map.close())
+  const ring = DiskRing.open(4)
+  t.teardown(() => ring.close())
+  const arena = Buffer.alloc(4096, 0x77)
+  const id = ring.registerArena(arena)
+  const rows = new Float64Array(DISK_ROW)
+  const results = new Int32Array(1)
+  // A hole at 16 KiB, and no free page left in the file system.
+  execFileSync('fallocate', ['--punch-hole', '--offset', '16384', '--length', '4096', file])
+  const filler = path.join(mnt, 'filler')
+  const ffd = fs.openSync(filler, 'w')
+  try {
+    for (;;) fs.writeSync(ffd, Buffer.alloc(4096))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err
+  }
+  fs.closeSync(ffd)
+  rows.set([DiskOp.Write, fd, id, 0, 4096, 16384, 1])
+  ring.runNow(rows, results, 1, [map])
+  t.equal(results[0], -os.constants.errno.ENOSPC, 'ENOSPC, as pwrite reports it (and the process lives)')
+  t.same([ring.counters.mapped, ring.counters.mapFallbacks], [0, 1], 'the copy faulted; pwrite answered')
+  fs.rmSync(filler)
+  ring.runNow(rows, results, 1, [map])
+  t.equal(results[0], 4096, 'with room again, the write succeeds')
+  t.equal(ring.counters.mapped, 1, 'through the map')
+  t.ok(fs.readFileSync(file).subarray(16384, 20480).every(b => b === 0x77), 'and is in the file')
+})
+
+test('a SIGBUS outside a guarded copy still ends the process', async t => {
+  // A child loads the addon, makes a guarded copy (which installs the handler), then
+  // gets a SIGBUS of its own: the handler must not swallow it.
+  const script = `
+    const { mapFile } = require(${JSON.stringify(path.resolve(__dirname, '../../src/net/memory.js'))})
+    const { DiskRing, DISK_ROW } = require(${JSON.stringify(path.resolve(__dirname, '../../src/store/disk-ring.js'))})
+    const fs = require('fs')
+    const file = ${JSON.stringify(path.join(dir, 'child.bin'))}
+    fs.writeFileSync(file, Buffer.alloc(8192))
+    const fd = fs.openSync(file, 'r+')
+    const map = mapFile(fd, 8192, true)
+    const ring = DiskRing.open(4)
+    const arena = Buffer.alloc(4096, 7)
+    const rows = new Float64Array(DISK_ROW)
+    rows.set([1, fd, ring.registerArena(arena), 0, 4096, 0, 1])
+    ring.runNow(rows, new Int32Array(1), 1, [map])
+    console.log('mapped', ring.counters.mapped)
+    process.kill(process.pid, 'SIGBUS')
+    setTimeout(() => console.log('survived'), 500)
+  `
+  // No core file for the deliberate crash.
+  const child = spawn('sh', ['-c', 'ulimit -c 0; exec "$0" -e "$1"', process.execPath, script],
+    { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>(resolve => child.on('exit', (c, s) => resolve([c, s])))
+  t.equal(out.trim(), 'mapped 1', 'the guarded copy ran, and nothing after the signal did')
+  t.same([code, signal], [null, 'SIGBUS'], 'killed by SIGBUS')
 })
 
 test('reads beyond EOF are short, zero-length I/O completes with 0', async t => {
@@ -320,7 +464,7 @@ test('the process stays alive while I/O is in flight and exits by itself when id
   const pipe = fifo('p2')
   const child = spawn(process.execPath, ['-e', `
     const fs = require('fs')
-    const { DiskRing } = require(${JSON.stringify(path.resolve(__dirname, '../../src/store/disk-ring.js'))})
+    const { DiskRing, DISK_ROW } = require(${JSON.stringify(path.resolve(__dirname, '../../src/store/disk-ring.js'))})
     const ring = DiskRing.open(32) // room for the pipe read even if the writes are not reaped yet
     const buf = Buffer.alloc(65536)
     const a = ring.registerArena(buf)
@@ -335,7 +479,7 @@ test('the process stays alive while I/O is in flight and exits by itself when id
         }
     })
     // Regular-file I/O first (mostly inline), reaped by the callback...
-    for (let i = 0; i < 16; i++) { ring.ops.set([1, file, a, i * 4096, 4096, i * 4096], i * 6); ring.tags[i] = i }
+    for (let i = 0; i < 16; i++) { ring.ops.set([1, file, a, i * 4096, 4096, i * 4096], i * DISK_ROW); ring.tags[i] = i }
     ring.submit(16)
     // ...then a read only the parent can complete. Nothing else holds the loop.
     setImmediate(() => {
@@ -422,7 +566,8 @@ test('bad rows throw RangeError and queue nothing', t => {
     ['negative position', [DiskOp.Read, fd, a, 0, 10, -1]],
     ['position beyond 2^53', [DiskOp.Read, fd, a, 0, 10, 2 ** 54]],
     ['unknown op', [3, fd, a, 0, 10, 0]],
-    ['fd out of int32 range', [DiskOp.Fdatasync, 2 ** 31, 0, 0, 0, 0]]
+    ['fd out of int32 range', [DiskOp.Fdatasync, 2 ** 31, 0, 0, 0, 0]],
+    ['negative map column', [DiskOp.Write, fd, a, 0, 10, 0, -1]]
   ]
   for (const [what, row] of bad) {
     setRow(ring, 0, DiskOp.Read, fd, a, 0, 10, 0, 1) // good rows first:
@@ -432,7 +577,7 @@ test('bad rows throw RangeError and queue nothing', t => {
   }
   t.throws(() => ring.submit(9), RangeError, 'count > capacity')
   t.throws(() => ring.submit(-1), RangeError)
-  t.same(JSON.parse(JSON.stringify(ring.counters)), { submitted: 0, completed: 0, submitCalls: 0, inFlight: 0, ranNow: 0 })
+  t.same(JSON.parse(JSON.stringify(ring.counters)), { submitted: 0, completed: 0, submitCalls: 0, inFlight: 0, ranNow: 0, mapped: 0, mapFallbacks: 0 })
   t.equal(ring.reap(), 0)
   t.end()
 })
