@@ -18,17 +18,14 @@ struct SysError {
   const char* syscall;
 };
 
-// The bytes [offset, offset+length) of a FileMap (memory.cc), or nullptr if
-// `map` is not an open FileMap or the range lies outside it.
-const uint8_t* FileMapRange(Napi::Value map, double offset, size_t length);
-
-// The bytes of a writable FileMap; {nullptr, 0} if `map` is not an open
-// FileMap created writable.
-struct MappedFile {
+// The bytes of a FileMap (memory.cc); data is nullptr if `map` is not an open
+// FileMap. Look each map up once per call, not once per frame or row.
+struct MappedBytes {
   uint8_t* data;
   size_t length;
+  bool writable;
 };
-MappedFile WritableFileMap(Napi::Value map);
+MappedBytes FileMapBytes(Napi::Value map);
 
 // memcpy into a shared file mapping that survives the mapping's SIGBUS (the
 // file was truncated under it): false if the copy faulted, or another thread

@@ -226,7 +226,11 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
     maps_.clear();
     if (info.Length() > 3 && info[3].IsArray()) {
       Napi::Array maps = info[3].As<Napi::Array>();
-      for (uint32_t k = 0; k < maps.Length(); k++) maps_.push_back(MapUse{WritableFileMap(maps.Get(k)), 0, false, -1});
+      for (uint32_t k = 0; k < maps.Length(); k++) {
+        MappedBytes m = FileMapBytes(maps.Get(k));
+        if (!m.writable) m = {nullptr, 0, false};
+        maps_.push_back(MapUse{m, 0, false, -1});
+      }
     }
     const double* r = rows.Data();
     for (uint32_t i = 0; i < count; i++) {
@@ -511,7 +515,7 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
   // runNow's maps, by the index rows give. size: the bytes of the file it may take
   // writes to, read at its first write row (sized); written_fd: a row was copied in.
   struct MapUse {
-    MappedFile file;
+    MappedBytes file;
     size_t size;
     bool sized;
     int written_fd;

@@ -123,25 +123,12 @@ class FileMap : public Napi::ObjectWrap<FileMap> {
   bool writable_ = false;
 };
 
-FileMap* OpenFileMap(Napi::Value map) {
-  if (!map.IsObject() || !map.As<Napi::Object>().InstanceOf(file_map_constructor->Value())) return nullptr;
-  FileMap* m = FileMap::Unwrap(map.As<Napi::Object>());
-  return m->data() == nullptr ? nullptr : m;
-}
-
 }  // namespace
 
-const uint8_t* FileMapRange(Napi::Value map, double offset, size_t length) {
-  FileMap* m = OpenFileMap(map);
-  if (m == nullptr || !(offset >= 0 && offset + static_cast<double>(length) <= static_cast<double>(m->length())))
-    return nullptr;
-  return m->data() + static_cast<size_t>(offset);
-}
-
-MappedFile WritableFileMap(Napi::Value map) {
-  FileMap* m = OpenFileMap(map);
-  if (m == nullptr || !m->writable()) return {nullptr, 0};
-  return {m->data(), m->length()};
+MappedBytes FileMapBytes(Napi::Value map) {
+  if (!map.IsObject() || !map.As<Napi::Object>().InstanceOf(file_map_constructor->Value())) return {nullptr, 0, false};
+  FileMap* m = FileMap::Unwrap(map.As<Napi::Object>());
+  return {m->data(), m->length(), m->writable()};
 }
 
 void InitMemory(Napi::Env env, Napi::Object exports) {

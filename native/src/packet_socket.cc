@@ -399,18 +399,22 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
                                static_cast<uint32_t>(std::min(offsets.ElementLength(), lengths.ElementLength())));
     const bool with_maps = info.Length() > 4 && !info[4].IsUndefined();
     Napi::Array maps;
+    const uint16_t* map_index = nullptr;
     const double* map_off = nullptr;
     const uint32_t* map_len = nullptr;
     if (with_maps) {
-      if (!info[4].IsArray() || !info[5].IsTypedArray() || !info[6].IsTypedArray() ||
-          info[5].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-          info[6].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
-        throw Napi::TypeError::New(env, "send: maps must be an Array, mapOffsets a Float64Array, mapLengths a Uint32Array");
+      if (!info[4].IsArray() || !info[5].IsTypedArray() || !info[6].IsTypedArray() || !info[7].IsTypedArray() ||
+          info[5].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array ||
+          info[6].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+          info[7].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+        throw Napi::TypeError::New(env, "send: maps must be an Array, mapIndex a Uint16Array, mapOffsets a Float64Array, mapLengths a Uint32Array");
       maps = info[4].As<Napi::Array>();
-      Napi::Float64Array mo = info[5].As<Napi::Float64Array>();
-      Napi::Uint32Array ml = info[6].As<Napi::Uint32Array>();
-      if (mo.ElementLength() < count || ml.ElementLength() < count || maps.Length() < count)
+      Napi::Uint16Array mi = info[5].As<Napi::Uint16Array>();
+      Napi::Float64Array mo = info[6].As<Napi::Float64Array>();
+      Napi::Uint32Array ml = info[7].As<Napi::Uint32Array>();
+      if (mi.ElementLength() < count || mo.ElementLength() < count || ml.ElementLength() < count)
         throw Napi::RangeError::New(env, "send: count past the map arrays");
+      map_index = mi.Data();
       map_off = mo.Data();
       map_len = ml.Data();
     }
@@ -423,13 +427,17 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
       if (size_t{off[j]} + len[j] > size)
         throw Napi::RangeError::New(env, "send: frame " + std::to_string(j) + " lies outside the arena");
     if (with_maps) {
+      // Each distinct map once (a batch names a handful), then each frame's range.
+      map_bases_.clear();
+      for (uint32_t k = 0; k < maps.Length(); k++) map_bases_.push_back(FileMapBytes(maps.Get(k)));
       if (map_data_.size() < count) map_data_.resize(count);
       for (uint32_t j = 0; j < count; j++) {
         map_data_[j] = nullptr;
         if (map_len[j] == 0) continue;
-        map_data_[j] = FileMapRange(maps.Get(j), map_off[j], map_len[j]);
-        if (map_data_[j] == nullptr)
+        const MappedBytes* m = map_index[j] < map_bases_.size() ? &map_bases_[map_index[j]] : nullptr;
+        if (m == nullptr || m->data == nullptr || !(map_off[j] >= 0 && map_off[j] + map_len[j] <= static_cast<double>(m->length)))
           throw Napi::RangeError::New(env, "send: frame " + std::to_string(j) + "'s map range is not in an open FileMap");
+        map_data_[j] = m->data + static_cast<size_t>(map_off[j]);
       }
     }
 
@@ -608,6 +616,7 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
   std::vector<struct mmsghdr> tx_msgs_;
   std::vector<struct iovec> tx_iov_;  // two per message: the arena part and a file map part
   std::vector<const uint8_t*> map_data_;
+  std::vector<MappedBytes> map_bases_;
   Poll rx_poll_, tx_poll_;
   bool pinned_ = false;
   Napi::FunctionReference on_readable_, on_writable_;

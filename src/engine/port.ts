@@ -92,11 +92,16 @@ export class Port {
   private readonly exchanges: Array<Exchange | undefined> = new Array(TX_SLOTS)
   private readonly sendOffsets = new Uint32Array(TX_SLOTS)
   private readonly sendLengths = new Uint32Array(TX_SLOTS)
-  /** For replies whose data the kernel copies from a store's map: where, and whose. */
-  private readonly sendMaps: Array<FileMap | undefined> = new Array(TX_SLOTS).fill(undefined)
+  /**
+   * For replies whose data the kernel copies from a store's map: where (length 0 for
+   * none), and whose (an index into sendMaps and sendMapStores, which list each map of
+   * the queued replies once and are emptied when the queue is).
+   */
+  private readonly sendMapIndex = new Uint16Array(TX_SLOTS)
   private readonly sendMapOffsets = new Float64Array(TX_SLOTS)
   private readonly sendMapLengths = new Uint32Array(TX_SLOTS)
-  private readonly sendStores: Array<BackingStore | undefined> = new Array(TX_SLOTS).fill(undefined)
+  private readonly sendMaps: FileMap[] = []
+  private readonly sendMapStores: BackingStore[] = []
   private sendCount = 0
   private flushScheduled = false
   private waitingWritable = false
@@ -342,14 +347,18 @@ export class Port {
     completeAta(AtaStep.Read, false, plan)
     encodeAtaStatus(this.tx, frameAt(slot), plan.status, plan.error, plan.sectorCount)
     store.beginMappedRead()
+    let index = this.sendMapStores.indexOf(store)
+    if (index < 0) {
+      index = this.sendMapStores.push(store) - 1
+      this.sendMaps.push(store.map!)
+    }
     // Queued by hand: the frame is the header here plus the data there (never short).
     const at = this.sendCount++
     this.sendOffsets[at] = frameAt(slot)
     this.sendLengths[at] = ATA_HEADER_LENGTH
-    this.sendMaps[at] = store.map!
+    this.sendMapIndex[at] = index
     this.sendMapOffsets[at] = offset
     this.sendMapLengths[at] = length
-    this.sendStores[at] = store
   }
 
   /** @internal The disk answered: finish the reply and send it with the next batch. */
@@ -505,7 +514,7 @@ export class Port {
     let sent: number
     try {
       sent = this.socket.send(this.tx, this.sendOffsets, this.sendLengths, count,
-        this.sendMaps, this.sendMapOffsets, this.sendMapLengths)
+        this.sendMaps, this.sendMapIndex, this.sendMapOffsets, this.sendMapLengths)
     } catch (err) {
       // A batch the socket refuses (a bug, never input) is dropped, not retried forever.
       debug('%s: %d replies dropped: %s', this.ifname, count, (err as Error).message)
@@ -517,14 +526,9 @@ export class Port {
       // Socket buffer full: keep the rest in order and try again once it drains.
       this.sendOffsets.copyWithin(0, sent, count)
       this.sendLengths.copyWithin(0, sent, count)
+      this.sendMapIndex.copyWithin(0, sent, count)
       this.sendMapOffsets.copyWithin(0, sent, count)
       this.sendMapLengths.copyWithin(0, sent, count)
-      for (let i = sent; i < count; i++) {
-        this.sendMaps[i - sent] = this.sendMaps[i]
-        this.sendStores[i - sent] = this.sendStores[i]
-        this.sendMaps[i] = undefined
-        this.sendStores[i] = undefined
-      }
       this.sendCount = count - sent
       this.waitingWritable = true
       this.socket.onWritable(() => {
@@ -534,17 +538,15 @@ export class Port {
       return
     }
     this.sendCount = 0
+    this.sendMaps.length = 0
+    this.sendMapStores.length = 0
   }
 
-  /** The first `count` queued replies are gone (sent, or dropped): free their slots and maps. */
+  /** The first `count` queued replies are gone (sent, or dropped): free their slots, tell their maps' stores. */
   private sent (count: number): void {
     for (let i = 0; i < count; i++) {
       this.releaseSlot(Math.floor(this.sendOffsets[i] / TX_SLOT_SIZE))
-      if (this.sendMapLengths[i] === 0) continue
-      const store = this.sendStores[i]!
-      this.sendMaps[i] = undefined
-      this.sendStores[i] = undefined
-      store.endMappedRead()
+      if (this.sendMapLengths[i] !== 0) this.sendMapStores[this.sendMapIndex[i]].endMappedRead()
     }
   }
 
@@ -566,6 +568,8 @@ export class Port {
     // Replies that could not leave are dropped: their stores must not wait for them.
     this.sent(this.sendCount)
     this.sendCount = 0
+    this.sendMaps.length = 0
+    this.sendMapStores.length = 0
     clearInterval(this.linkTimer)
     this.socket.close()
   }

@@ -21,7 +21,7 @@ export interface NativePacketSocket {
   link (): NativeLink
   recv (): number
   send (arena: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number,
-    maps?: Array<NativeFileMap | undefined>, mapOffsets?: Float64Array, mapLengths?: Uint32Array): number
+    maps?: NativeFileMap[], mapIndex?: Uint16Array, mapOffsets?: Float64Array, mapLengths?: Uint32Array): number
   onReadable (cb: () => void): void
   onWritable (cb: () => void): void
   stats (): void

@@ -143,15 +143,17 @@ export class PacketSocket {
   /**
    * Sends frames arena[offsets[j] .. offsets[j]+lengths[j]) for j < count in
    * as few syscalls as possible. With `maps`, frame j continues, when
-   * mapLengths[j] > 0, with mapLengths[j] bytes at mapOffsets[j] of maps[j],
-   * copied by the kernel. Returns how many frames were consumed: less
+   * mapLengths[j] > 0, with mapLengths[j] bytes at mapOffsets[j] of
+   * maps[mapIndex[j]], copied by the kernel (`maps` lists each map once, so it
+   * is looked up once per call). Returns how many frames were consumed: less
    * than count only when the socket buffer is full (then wait for onWritable
    * and send the rest). Frames failing for other reasons are skipped and
-   * counted in txErrors. Throws RangeError if a frame lies outside the arena.
+   * counted in txErrors. Throws RangeError (sending nothing) if a frame lies
+   * outside the arena or its map.
    */
   send (arena: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number,
-    maps?: Array<FileMap | undefined>, mapOffsets?: Float64Array, mapLengths?: Uint32Array): number {
-    return this.native.send(arena, offsets, lengths, count, maps, mapOffsets, mapLengths)
+    maps?: FileMap[], mapIndex?: Uint16Array, mapOffsets?: Float64Array, mapLengths?: Uint32Array): number {
+    return this.native.send(arena, offsets, lengths, count, maps, mapIndex, mapOffsets, mapLengths)
   }
 
   /** cb runs on every readability until close(); call recv() until it returns 0. A second call replaces cb. */

@@ -30,7 +30,11 @@ if (unavailable !== null) {
     fs.writeSync(fd, hostData, 0, hostData.length, 1000 * SECTOR)
     fs.closeSync(fd)
 
-    const daemon = await Daemon.start(['--no-mount', '--add', `9 3 ${link.target} ${disk}`])
+    // A second target in RAM, so that one batch of replies can come from two maps.
+    const disk2 = path.join(dir, 'disk2.img')
+    const data2 = crypto.randomBytes(1 << 20)
+    fs.writeFileSync(disk2, data2)
+    const daemon = await Daemon.start(['--no-mount', '--add', `9 3 ${link.target} ${disk}`, '--add', `9 4 ${link.target} ${disk2}`])
     t.teardown(() => daemon.stop())
     const a = TestInitiator.open(link.initiator, net.nsPath)
     t.teardown(() => a.close())
@@ -70,6 +74,28 @@ if (unavailable !== null) {
         }
       }
       t.pass('20 write-then-read pairs, each read saw its write')
+    })
+
+    await t.test('one batch of reads from two targets: each reply carries its own file', async t => {
+      const other: TargetRef = { major: 9, minor: 4, mac: target.mac }
+      const frames = []
+      const replies = []
+      for (let i = 0; i < 32; i++) {
+        const f = a.ataFrame(i % 2 === 0 ? target : other, 0x24, 1000 + 2 * (i >> 1), 2)
+        frames.push(f.frame)
+        replies.push(a.expect(f.tag))
+      }
+      a.sendFrames(frames) // one batch on the wire
+      const wrong = []
+      for (let i = 0; i < 32; i++) {
+        const [reply] = await replies[i]
+        const lba = 1000 + 2 * (i >> 1)
+        const want = i % 2 === 0
+          ? hostData.subarray((lba - 1000) * SECTOR, (lba - 998) * SECTOR)
+          : data2.subarray(lba * SECTOR, (lba + 2) * SECTOR)
+        if (reply === undefined || !TestInitiator.ataResult(reply).data.subarray(0, 2 * SECTOR).equals(want)) wrong.push(i)
+      }
+      t.same(wrong, [], '32 interleaved reads, every one with the right data')
     })
 
     await t.test('a write after the file shrank under the map still lands, and the daemon lives', async t => {

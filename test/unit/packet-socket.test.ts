@@ -184,16 +184,19 @@ if (!isRoot) {
     fs.writeFileSync(file, content)
     const fd = fs.openSync(file, 'r+')
     const map = mapFile(fd, content.length)
-    t.teardown(() => { a.close(); b.close(); map.close(); fs.closeSync(fd); fs.rmSync(where, { recursive: true, force: true }) })
+    const other = mapFile(fd, 8192)
+    t.teardown(() => { a.close(); b.close(); map.close(); other.close(); fs.closeSync(fd); fs.rmSync(where, { recursive: true, force: true }) })
     const h1 = frame(b.link.mac, a.link.mac, ETH_P_AOE, 40, 1)
     const h2 = frame(b.link.mac, a.link.mac, ETH_P_AOE, 60, 2)
     const h3 = frame(b.link.mac, a.link.mac, ETH_P_AOE, 36, 3)
     const { arena: buf, offsets, lengths } = arena([h1, h2, h3])
-    // Frame 1: header + 1000 bytes of the file at 5000; frame 2: header only; frame 3: + 1024 at 0.
-    const maps = [map, undefined, map]
+    // Frame 1: header + 1000 bytes of the file at 5000 (maps[1]); frame 2: header only;
+    // frame 3: + 1024 at 0 (maps[0], another map of the same file).
+    const maps = [other, map]
+    const mapIndex = Uint16Array.of(1, 0, 0)
     const mapOffsets = Float64Array.of(5000, 0, 0)
     const mapLengths = Uint32Array.of(1000, 0, 1024)
-    t.equal(a.send(buf, offsets, lengths, 3, maps, mapOffsets, mapLengths), 3)
+    t.equal(a.send(buf, offsets, lengths, 3, maps, mapIndex, mapOffsets, mapLengths), 3)
     const got: Buffer[] = []
     await waitFor('3 frames', () => { drain(b, got); return got.length >= 3 })
     t.same(got, [
@@ -202,18 +205,21 @@ if (!isRoot) {
       Buffer.concat([h3, content.subarray(0, 1024)]),
     ], 'header from the arena, data from the file, byte for byte')
 
-    t.throws(() => a.send(buf, offsets, lengths, 1, [map], Float64Array.of(16000), Uint32Array.of(1000)), RangeError, 'a range past the map')
-    t.throws(() => a.send(buf, offsets, lengths, 1, [{} as never], Float64Array.of(0), Uint32Array.of(10)), RangeError, 'not a map')
+    const first = Uint16Array.of(0)
+    t.throws(() => a.send(buf, offsets, lengths, 1, [map], first, Float64Array.of(16000), Uint32Array.of(1000)), RangeError, 'a range past the map')
+    t.throws(() => a.send(buf, offsets, lengths, 1, [{} as never], first, Float64Array.of(0), Uint32Array.of(10)), RangeError, 'not a map')
+    t.throws(() => a.send(buf, offsets, lengths, 1, [map], Uint16Array.of(1), Float64Array.of(0), Uint32Array.of(10)), RangeError, 'an index past the maps')
+    t.throws(() => a.send(buf, offsets, lengths, 1, [map], Uint8Array.of(0) as never, Float64Array.of(0), Uint32Array.of(10)), TypeError, 'mapIndex of the wrong type')
     t.equal(a.counters.txFrames, 3, 'nothing sent by the rejected calls')
 
     // The file shrinks under the map: the kernel's copy faults, the frame is counted as
     // failed, and nothing crashes (JS never touches the mapped bytes itself).
     fs.ftruncateSync(fd, 0)
-    t.equal(a.send(buf, offsets, lengths, 1, [map], Float64Array.of(8192), Uint32Array.of(1000)), 1, 'consumed')
+    t.equal(a.send(buf, offsets, lengths, 1, [map], first, Float64Array.of(8192), Uint32Array.of(1000)), 1, 'consumed')
     t.equal(a.counters.txErrors, 1, 'counted as a send error (EFAULT)')
     map.close()
     t.equal(map.length, 0, 'closed')
-    t.throws(() => a.send(buf, offsets, lengths, 1, [map], Float64Array.of(0), Uint32Array.of(10)), RangeError, 'a closed map is refused')
+    t.throws(() => a.send(buf, offsets, lengths, 1, [map], first, Float64Array.of(0), Uint32Array.of(10)), RangeError, 'a closed map is refused')
   })
 
   t.test('a frame the kernel rejects is skipped and counted in txErrors', async t => {
