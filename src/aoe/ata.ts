@@ -38,9 +38,11 @@ export function emptyAtaRequest (): AtaRequest {
   return { aflags: 0, feature: 0, sectorCount: 0, command: 0, lba: 0, dataOffset: 0, dataLength: 0 }
 }
 
-/** Reads the 48-bit little-endian LBA without allocating. */
+/** Reads the 48-bit little-endian LBA (bytes checked by the caller), without Buffer's argument checks. */
 function readLba48 (buf: Buffer, offset: number): number {
-  return buf.readUInt32LE(offset) + buf.readUInt16LE(offset + 4) * 0x100000000
+  const low = buf[offset] | (buf[offset + 1] << 8) | (buf[offset + 2] << 16)
+  const high = buf[offset + 3] | (buf[offset + 4] << 8) | (buf[offset + 5] << 16)
+  return high * 0x1000000 + low
 }
 
 /**
@@ -49,7 +51,7 @@ function readLba48 (buf: Buffer, offset: number): number {
  * enough data follows for a write is the handler's question: the count decides, not the length.
  */
 export function decodeAta (buf: Buffer, base: number, length: number, out: AtaRequest): boolean {
-  if (length < ATA_HEADER_LENGTH) return false
+  if (length < ATA_HEADER_LENGTH || base < 0 || base + length > buf.length) return false
   out.aflags = buf[base + OFF_AFLAGS]
   out.feature = buf[base + OFF_FEATURE]
   out.sectorCount = buf[base + OFF_SECTORS]

@@ -210,5 +210,12 @@ t.test('MACs as 48-bit numbers', t => {
     t.throws(() => parseMac(bad), RangeError, `parseMac("${bad}") throws`)
   }
   for (const n of [0, 5, 7]) t.throws(() => macFromBuffer(Buffer.alloc(n)), RangeError, `${n}-byte MAC refused`)
+  const six = Buffer.alloc(6)
+  for (const at of [-1, 1, 0.5]) {
+    t.throws(() => readMac(six, at), RangeError, `no MAC read at ${at} of 6 bytes`)
+    t.throws(() => writeMac(six, at, 1), RangeError, `no MAC written at ${at} of 6 bytes`)
+  }
+  for (const mac of [-1, 2 ** 48, 1.5, NaN]) t.throws(() => writeMac(six, 0, mac), RangeError, `${mac} is not a MAC`)
+  t.same([...six], [0, 0, 0, 0, 0, 0], 'nothing written by the refused calls')
   t.end()
 })
