@@ -104,6 +104,8 @@ export class Port {
   private readonly sendMapStores: BackingStore[] = []
   private sendCount = 0
   private flushScheduled = false
+  /** Inside receive(): replies completed now leave with the batch's own flush. */
+  private receiving = false
   private waitingWritable = false
   private closed = false
   /** Disk requests of the receive batch being read, submitted together at its end. */
@@ -175,6 +177,15 @@ export class Port {
   // ---- receive -------------------------------------------------------------------------
 
   private receive (): void {
+    this.receiving = true
+    try {
+      this.receiveBatches()
+    } finally {
+      this.receiving = false
+    }
+  }
+
+  private receiveBatches (): void {
     const socket = this.socket
     for (let batch = 0; batch < RX_BATCHES_PER_EVENT && !this.closed; batch++) {
       let n: number
@@ -385,7 +396,7 @@ export class Port {
     const out = frameAt(ex.slot)
     encodeAtaStatus(this.tx, out, plan.status, plan.error, plan.sectorCount)
     this.queue(ex.slot, ATA_HEADER_LENGTH + plan.dataLength)
-    if (!this.flushScheduled) {
+    if (!this.flushScheduled && !this.receiving) {
       // Completions arriving in the same event-loop turn leave in one batch.
       this.flushScheduled = true
       setImmediate(this.flushNow)
