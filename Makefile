@@ -65,6 +65,9 @@ test: build test-deps
 -include bench/bench.mk
 -include test/e2e/e2e.mk
 
+# The bench tools are tested too (test/integration/bench-tools.test.ts).
+test: $(BENCH_TOOLS)
+
 clean:
 	rm -rf dist native/build
 
