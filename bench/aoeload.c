@@ -721,43 +721,45 @@ static void issue(uint64_t t, int stopping)
 	}
 }
 
-/* Rings are TPACKET_V2; the version is set once, before the first ring. */
-static void set_tpacket_v2(void)
+/* Shared rings (TPACKET_V2), both optional: the receive ring (the default)
+ * has the kernel write replies where we read them in place, with no system
+ * call or copy per batch (recvmmsg was a quarter of the generator's CPU at
+ * 300k frames/s); the transmit ring (--tx-ring) takes frames copied into it
+ * and hands them to the kernel with one send() per batch. The kernel maps
+ * both with one mmap, the receive ring first, and refuses a ring set up after
+ * that mmap: so both are set up here, together. */
+#define RING_FRAME 16384u
+#define RING_FRAMES 1024u
+static uint8_t *rxr, *txr;
+static unsigned rxr_next, txr_next;
+
+static void setup_rings(int rx, int tx)
 {
-	static int done;
+	if (!rx && !tx)
+		return;
 	int v = TPACKET_V2;
-	if (!done && setsockopt(sock, SOL_PACKET, PACKET_VERSION, &v, sizeof v) < 0)
+	if (setsockopt(sock, SOL_PACKET, PACKET_VERSION, &v, sizeof v) < 0)
 		die("PACKET_VERSION: %s", strerror(errno));
-	done = 1;
-}
-
-/* Default PACKET_RX_RING: the kernel writes replies into a shared ring and
- * they are read in place, with no system call or copy per batch on our side
- * (recvmmsg was a quarter of the generator's CPU at 300k frames/s). */
-static uint8_t *rxr;
-static unsigned rxr_frames, rxr_next;
-#define RXR_FRAME 16384u
-
-static void setup_rx_ring(void)
-{
-	set_tpacket_v2();
-	struct tpacket_req req;
-	rxr_frames = 1024;
-	req.tp_block_size = RXR_FRAME * 4;
-	req.tp_frame_size = RXR_FRAME;
-	req.tp_frame_nr = rxr_frames;
-	req.tp_block_nr = rxr_frames / 4;
-	if (setsockopt(sock, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0)
+	struct tpacket_req req = {
+		.tp_block_size = RING_FRAME * 4, .tp_block_nr = RING_FRAMES / 4,
+		.tp_frame_size = RING_FRAME, .tp_frame_nr = RING_FRAMES,
+	};
+	if (rx && setsockopt(sock, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0)
 		die("PACKET_RX_RING: %s", strerror(errno));
-	rxr = mmap(NULL, (size_t)RXR_FRAME * rxr_frames, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, sock, 0);
-	if (rxr == MAP_FAILED)
-		die("mmap rx ring: %s", strerror(errno));
+	if (tx && setsockopt(sock, SOL_PACKET, PACKET_TX_RING, &req, sizeof req) < 0)
+		die("PACKET_TX_RING: %s", strerror(errno));
+	size_t one = (size_t)RING_FRAME * RING_FRAMES;
+	uint8_t *map = mmap(NULL, one * (size_t)(rx + tx), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, sock, 0);
+	if (map == MAP_FAILED)
+		die("mmap rings: %s", strerror(errno));
+	rxr = rx ? map : NULL;
+	txr = tx ? map + (rx ? one : 0) : NULL;
 }
 
 /* The next frame the kernel has filled, or NULL; give it back with rx_ring_release(). */
 static struct tpacket2_hdr *rx_ring_next(void)
 {
-	struct tpacket2_hdr *h = (struct tpacket2_hdr *)(rxr + (size_t)rxr_next * RXR_FRAME);
+	struct tpacket2_hdr *h = (struct tpacket2_hdr *)(rxr + (size_t)rxr_next * RING_FRAME);
 	if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER))
 		return NULL;
 	return h;
@@ -766,36 +768,14 @@ static struct tpacket2_hdr *rx_ring_next(void)
 static void rx_ring_release(struct tpacket2_hdr *h)
 {
 	__atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
-	rxr_next = (rxr_next + 1) % rxr_frames;
-}
-
-/* Optional PACKET_TX_RING (TPACKET_V2): frames are copied into a shared
- * ring and handed to the kernel with one send() per batch. */
-static uint8_t *txr;
-static unsigned txr_frames, txr_next;
-#define TXR_FRAME 16384u
-
-static void setup_tx_ring(void)
-{
-	set_tpacket_v2();
-	struct tpacket_req req;
-	txr_frames = 1024;
-	req.tp_block_size = TXR_FRAME * 4;
-	req.tp_frame_size = TXR_FRAME;
-	req.tp_frame_nr = txr_frames;
-	req.tp_block_nr = txr_frames / 4;
-	if (setsockopt(sock, SOL_PACKET, PACKET_TX_RING, &req, sizeof req) < 0)
-		die("PACKET_TX_RING: %s", strerror(errno));
-	txr = mmap(NULL, (size_t)TXR_FRAME * txr_frames, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, sock, 0);
-	if (txr == MAP_FAILED)
-		die("mmap tx ring: %s", strerror(errno));
+	rxr_next = (rxr_next + 1) % RING_FRAMES;
 }
 
 static void flush_sendq_ring(void)
 {
 	int queued = 0;
 	while (queued < n_sendq) {
-		struct tpacket2_hdr *h = (struct tpacket2_hdr *)(txr + (size_t)txr_next * TXR_FRAME);
+		struct tpacket2_hdr *h = (struct tpacket2_hdr *)(txr + (size_t)txr_next * RING_FRAME);
 		if (__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) != TP_STATUS_AVAILABLE)
 			break; /* ring full: the rest waits for the next round */
 		struct slot *s = &slots[sendq[queued]];
@@ -803,7 +783,7 @@ static void flush_sendq_ring(void)
 		memcpy(data, s->frame, s->len);
 		h->tp_len = (uint32_t)s->len;
 		__atomic_store_n(&h->tp_status, TP_STATUS_SEND_REQUEST, __ATOMIC_RELEASE);
-		txr_next = (txr_next + 1) % txr_frames;
+		txr_next = (txr_next + 1) % RING_FRAMES;
 		s->queued = 0;
 		queued++;
 	}
@@ -984,10 +964,7 @@ static uint64_t percentile(double p)
 static int run_load(void)
 {
 	/* After discovery, which reads with recv(): from here replies go to the ring. */
-	if (!opt.no_rx_ring)
-		setup_rx_ring();
-	if (opt.tx_ring)
-		setup_tx_ring();
+	setup_rings(!opt.no_rx_ring, opt.tx_ring);
 	seq_mode = opt.workload == WL_SEQREAD || opt.workload == WL_SEQWRITE;
 	write_mode = opt.workload == WL_SEQWRITE || opt.workload == WL_RANDWRITE;
 	int mtu_spf = (if_mtu - (ATA_HDR - 14)) / 512;

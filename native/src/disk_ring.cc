@@ -126,7 +126,8 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
   }
 
   // Throws RangeError naming the first bad row; called before anything is queued.
-  void ValidateRows(Napi::Env env, const double* rows, uint32_t count) {
+  // max_map: the highest map column allowed (runNow: how many maps it was given).
+  void ValidateRows(Napi::Env env, const double* rows, uint32_t count, double max_map = INT32_MAX) {
     for (uint32_t i = 0; i < count; i++) {
       const double* row = rows + size_t{i} * kRowWidth;
       auto bad = [&](const std::string& why) {
@@ -136,7 +137,7 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
       if (op != kRead && op != kWrite && op != kFdatasync) throw bad("op must be 0 (read), 1 (write) or 2 (fdatasync)");
       if (!(fd >= INT32_MIN && fd <= INT32_MAX && fd == std::floor(fd))) throw bad("fd must be an int32");
       double map = row[kColMap];
-      if (!IsUint(map, INT32_MAX)) throw bad("map must be 0 or 1 + an index in maps");
+      if (!IsUint(map, max_map)) throw bad("map must be 0 or 1 + an index in the maps given");
       if (op == kFdatasync) continue;
       double id = row[kColArena], off = row[kColOffset], len = row[kColLength], pos = row[kColPosition];
       if (!IsUint(id, static_cast<double>(arenas_.size()) - 1)) throw bad("arena id is not registered");
@@ -220,7 +221,6 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
     if (!IsUint(c, static_cast<double>(std::min(rows.ElementLength() / kRowWidth, results.ElementLength()))))
       throw Napi::RangeError::New(env, "runNow: count exceeds the rows or results given");
     uint32_t count = static_cast<uint32_t>(c);
-    ValidateRows(env, rows.Data(), count);
     // The maps, looked up once per call. One that is closed or not writable leaves its
     // rows to pwrite.
     maps_.clear();
@@ -232,12 +232,8 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
         maps_.push_back(MapUse{m, 0, false, -1});
       }
     }
+    ValidateRows(env, rows.Data(), count, static_cast<double>(maps_.size()));
     const double* r = rows.Data();
-    for (uint32_t i = 0; i < count; i++) {
-      double map = r[size_t{i} * kRowWidth + kColMap];
-      if (map > static_cast<double>(maps_.size()))
-        throw Napi::RangeError::New(env, "runNow: row " + std::to_string(i) + ": map index past the maps given");
-    }
     int32_t* out = results.Data();
     for (uint32_t i = 0; i < count;) {
       const double* row = r + size_t{i} * kRowWidth;

@@ -1,7 +1,8 @@
 // The benchmark's load generator (bench/aoeload.c) against our daemon over veth: what
 // `make bench` relies on. Writes carry a pattern keyed by LBA, every written frame is
-// read back, and reads check every byte, both with the receive ring (the default) and
-// with recvmmsg (--no-rx-ring); the image is then checked on disk. nullblade, the
+// read back, and reads check every byte, with the receive ring (the default), with
+// recvmmsg (--no-rx-ring) and with both rings (--tx-ring, mapped together with the
+// receive ring); the image is then checked on disk. nullblade, the
 // no-disk responder, is checked the same way.
 import t from 'tap'
 import fs from 'node:fs'
@@ -28,7 +29,7 @@ async function load (net: TestNetwork, iface: string, minor: number, workload: s
 if (unavailable !== null) {
   skipLoudly(t, 'bench tool tests', unavailable)
 } else {
-  t.test('aoeload verifies our daemon byte for byte, with and without its receive ring', async t => {
+  t.test('aoeload verifies our daemon byte for byte, with each receive and send path', async t => {
     const net = await TestNetwork.create(1, 9000)
     t.teardown(() => net.destroy())
     const [link] = net.links
@@ -40,7 +41,7 @@ if (unavailable !== null) {
     t.teardown(() => daemon.stop())
 
     for (const workload of ['seqwrite', 'randwrite', 'seqread', 'randread']) {
-      for (const extra of [[], ['--no-rx-ring']]) {
+      for (const extra of [[], ['--no-rx-ring'], ['--tx-ring']]) {
         const r = await load(net, link.initiator, 1, workload, extra)
         const what = `${workload}${extra.length > 0 ? ' ' + extra.join(' ') : ''}`
         t.ok(r.frames > 1000, `${what}: ${r.frames} frames answered`)
