@@ -46,7 +46,9 @@ native: $(NATIVE)
 
 TS_SOURCES := $(shell find src fuse test bench -name '*.ts' 2>/dev/null) tsconfig.json
 
+# From scratch each time, so a renamed or deleted source leaves no stale test behind.
 dist/.built: node_modules/.package-lock.json $(TS_SOURCES)
+	rm -rf dist
 	node_modules/.bin/tsc -p tsconfig.json
 	@touch $@
 

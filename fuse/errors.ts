@@ -4,9 +4,7 @@
  * FsError covers what only the file system can refuse (E2BIG, EACCES, EPERM, ...).
  */
 import { constants } from 'node:os'
-import { ControlError, type ControlErrno } from '../src/control/errors'
-
-export type FsErrno = ControlErrno
+import { ControlError } from '../src/control/errors'
 
 /** A refusal only the file system can make; the same shape as the engine's ControlError. */
 export class FsError extends ControlError {

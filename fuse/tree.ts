@@ -12,7 +12,7 @@
 import { resolve } from 'node:path'
 import type { Control, InterfaceStats, TargetInfo, TargetStats } from '../src/control/control'
 import { parseAddCommand, parseDelCommand, targetName } from '../src/control/command'
-import { MODEL_LENGTH as MODEL_MAX, SERIAL_LENGTH as SERIAL_MAX } from '../src/ata/identify'
+import { MODEL_MAX, SERIAL_MAX, parseIdentity } from '../src/control/values'
 import type { TargetAddress } from '../src/control/command'
 import { ControlError } from '../src/control/errors'
 import { FsError } from './errors'
@@ -20,7 +20,7 @@ import { FsError } from './errors'
 /** sysfs hands a store method at most one page; we refuse anything longer outright. */
 export const MAX_WRITE = 4096
 /** ATA IDENTIFY field widths (words 27–46 and 10–19). */
-export { MODEL_LENGTH as MODEL_MAX, SERIAL_LENGTH as SERIAL_MAX } from '../src/ata/identify'
+export { MODEL_MAX, SERIAL_MAX }
 
 export type Access = 'wo' | 'ro' | 'rw'
 
@@ -105,12 +105,9 @@ export function decodeWrite (data: Buffer): string {
   return text
 }
 
-/** A model or serial value: one trailing newline dropped, printable ASCII only, at most `max` chars. */
+/** A model or serial value as written: text of one write, then the control plane's own check. */
 export function parseIdentityValue (data: Buffer, what: string, max: number): string {
-  const text = decodeWrite(data).replace(/\r?\n$/, '')
-  if (!/^[\x20-\x7e]*$/.test(text)) throw new ControlError('EINVAL', `${what} must be one line of printable ASCII`)
-  if (text.length > max) throw new ControlError('EINVAL', `${what} is ${text.length} characters, at most ${max} allowed`)
-  return text
+  return parseIdentity(decodeWrite(data), what, max)
 }
 
 function describe (cmd: TargetAddress & { path?: string }): string {

@@ -1,7 +1,5 @@
 {
   # One addon, one .cc per concern: addon.cc registers each module's exports.
-  # A future disk-I/O path (io_uring / vectored pread/pwrite) is another
-  # src/*.cc with its own Init* function, added to "sources" below.
   "targets": [
     {
       "target_name": "kvblade_native",
@@ -12,7 +10,8 @@
         "src/block_device.cc",
         "src/memory.cc",
         "src/fault_guard.cc",
-        "src/disk_ring.cc"
+        "src/uring.cc",
+        "src/link_monitor.cc"
       ],
       "libraries": ["-luring"],
       # include_dir is relative to the cwd, which gyp sets to this directory

@@ -1,5 +1,5 @@
-// Entry point: the addon only wraps what needs C (raw sockets, ioctls).
-// All protocol logic stays in TypeScript.
+// Entry point: the addon only wraps what needs C (raw and netlink sockets, ioctls,
+// io_uring, memory maps). All protocol logic stays in TypeScript.
 #include "common.h"
 
 namespace {
@@ -7,8 +7,9 @@ namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   kvblade::InitPacketSocket(env, exports);
   kvblade::InitBlockDevice(env, exports);
-  kvblade::InitDiskRing(env, exports);
+  kvblade::InitUring(env, exports);
   kvblade::InitMemory(env, exports);
+  kvblade::InitLinkMonitor(env, exports);
   return exports;
 }
 

@@ -1,5 +1,6 @@
 // Shared helpers for the kvblade native addon. Each module (packet socket,
-// block device, later disk I/O) lives in its own .cc and exposes one Init*.
+// block device, io_uring, memory, link monitor) lives in its own .cc and
+// exposes one Init*.
 #pragma once
 
 #include <napi.h>
@@ -33,9 +34,17 @@ MappedBytes FileMapBytes(Napi::Value map);
 // to pwrite. fault_guard.cc.
 bool GuardedCopy(uint8_t* dst, const uint8_t* src, size_t length);
 
+// A JS object {name: index} for names[0..count): how a layout shared with JS (row
+// columns, counter slots) is exported, so the TypeScript side never restates it.
+Napi::Object IndexObject(Napi::Env env, const char* const* names, size_t count);
+
 void InitPacketSocket(Napi::Env env, Napi::Object exports);
 void InitBlockDevice(Napi::Env env, Napi::Object exports);
-void InitDiskRing(Napi::Env env, Napi::Object exports);
+void InitUring(Napi::Env env, Napi::Object exports);
 void InitMemory(Napi::Env env, Napi::Object exports);
+void InitLinkMonitor(Napi::Env env, Napi::Object exports);
+
+// exports.layout.<module>, created on first use.
+Napi::Object LayoutOf(Napi::Env env, Napi::Object exports, const char* module);
 
 }  // namespace kvblade

@@ -16,4 +16,17 @@ Napi::Error ErrnoError(Napi::Env env, int err, const std::string& syscall,
   return e;
 }
 
+Napi::Object IndexObject(Napi::Env env, const char* const* names, size_t count) {
+  Napi::Object o = Napi::Object::New(env);
+  for (size_t i = 0; i < count; i++) o.Set(names[i], Napi::Number::New(env, static_cast<double>(i)));
+  return o;
+}
+
+Napi::Object LayoutOf(Napi::Env env, Napi::Object exports, const char* module) {
+  if (!exports.Has("layout")) exports.Set("layout", Napi::Object::New(env));
+  Napi::Object layout = exports.Get("layout").As<Napi::Object>();
+  if (!layout.Has(module)) layout.Set(module, Napi::Object::New(env));
+  return layout.Get(module).As<Napi::Object>();
+}
+
 }  // namespace kvblade

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <sys/mman.h>
+#include <unordered_map>
 
 namespace kvblade {
 
@@ -18,8 +19,21 @@ Napi::FunctionReference* file_map_constructor = nullptr;
 
 namespace {
 
+constexpr uint32_t kCopyRowWidth = 3;  // copyRanges rows: [dstOffset, srcOffset, length]
+
+// An anonymous mapping behind an aligned Buffer: unmapped by releaseBuffer(), or
+// by the Buffer's finalizer if it was never released.
+struct Mapping {
+  void* addr;
+  size_t bytes;
+  bool unmapped;
+};
+// Live aligned buffers by address, for releaseBuffer(). Leaked on purpose, like
+// file_map_constructor: it must outlive every finalizer.
+auto* aligned_mappings = new std::unordered_map<void*, Mapping*>();
+
 // alignedBuffer(size) -> Buffer over fresh anonymous pages: page-aligned, zeroed, and
-// only resident once touched. Unmapped when the Buffer is collected.
+// only resident once touched. Unmapped by releaseBuffer() or when the Buffer is collected.
 Napi::Value AlignedBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber())
@@ -30,8 +44,33 @@ Napi::Value AlignedBuffer(const Napi::CallbackInfo& info) {
   size_t bytes = static_cast<size_t>(size);
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw ErrnoError(env, errno, "mmap", "aligned buffer of " + std::to_string(bytes) + " bytes");
-  return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(p), bytes,
-                                    [bytes](Napi::Env, uint8_t* data) { munmap(data, bytes); });
+  auto* m = new Mapping{p, bytes, false};
+  (*aligned_mappings)[p] = m;
+  return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(p), bytes, [](Napi::Env, uint8_t*, Mapping* m) {
+    if (!m->unmapped) {
+      aligned_mappings->erase(m->addr);
+      munmap(m->addr, m->bytes);
+    }
+    delete m;
+  }, m);
+}
+
+// releaseBuffer(buf): unmaps an alignedBuffer() now instead of at garbage
+// collection. The Buffer is detached first (it then has length 0), so JS can never
+// reach the freed pages. The caller must make sure nothing else (io_uring) still
+// uses the memory. Returns false if buf is not a live aligned buffer.
+Napi::Value ReleaseBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBuffer()) throw Napi::TypeError::New(env, "releaseBuffer(buf): buf must be a Buffer");
+  Napi::Buffer<uint8_t> buf = info[0].As<Napi::Buffer<uint8_t>>();
+  auto it = aligned_mappings->find(buf.Data());
+  if (it == aligned_mappings->end() || buf.ByteOffset() != 0) return Napi::Boolean::New(env, false);
+  Mapping* m = it->second;
+  buf.ArrayBuffer().Detach();
+  munmap(m->addr, m->bytes);
+  m->unmapped = true;
+  aligned_mappings->erase(it);
+  return Napi::Boolean::New(env, true);
 }
 
 uint8_t* BytesArg(const Napi::CallbackInfo& info, size_t i, size_t* length) {
@@ -60,16 +99,19 @@ void CopyRanges(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "copyRanges(dst, src, ranges, count): ranges must be a Uint32Array");
   Napi::Uint32Array ranges = info[2].As<Napi::Uint32Array>();
   double count = NumberArg(info, 3, "copyRanges(dst, src, ranges, count)");
-  if (!(count >= 0 && count * 3 <= ranges.ElementLength()))
+  if (!(count >= 0 && count * kCopyRowWidth <= ranges.ElementLength()))
     throw Napi::RangeError::New(env, "copyRanges: count past the end of ranges");
   const uint32_t* r = ranges.Data();
   size_t n = static_cast<size_t>(count);
   for (size_t j = 0; j < n; j++) {
-    uint64_t d = r[3 * j], s = r[3 * j + 1], len = r[3 * j + 2];
+    uint64_t d = r[kCopyRowWidth * j], s = r[kCopyRowWidth * j + 1], len = r[kCopyRowWidth * j + 2];
     if (d + len > dst_len || s + len > src_len)
       throw Napi::RangeError::New(env, "copyRanges: range " + std::to_string(j) + " outside a buffer");
   }
-  for (size_t j = 0; j < n; j++) memmove(dst + r[3 * j], src + r[3 * j + 1], r[3 * j + 2]);
+  for (size_t j = 0; j < n; j++) {
+    const uint32_t* row = r + kCopyRowWidth * j;
+    memmove(dst + row[0], src + row[1], row[2]);
+  }
 }
 
 // A shared mapping of a backing file. Replies read from it are copied by the kernel
@@ -133,7 +175,9 @@ MappedBytes FileMapBytes(Napi::Value map) {
 
 void InitMemory(Napi::Env env, Napi::Object exports) {
   exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
+  exports.Set("releaseBuffer", Napi::Function::New(env, ReleaseBuffer, "releaseBuffer"));
   exports.Set("copyRanges", Napi::Function::New(env, CopyRanges, "copyRanges"));
+  LayoutOf(env, exports, "copyRanges").Set("rowWidth", Napi::Number::New(env, kCopyRowWidth));
   Napi::Function file_map = FileMap::Define(env);
   file_map_constructor = new Napi::FunctionReference(Napi::Persistent(file_map));
   exports.Set("FileMap", file_map);

@@ -4,6 +4,7 @@
 // callbacks for both. One call across the JS boundary per batch, never per
 // frame; nothing here allocates per frame.
 #include "common.h"
+#include "netns.h"
 
 #include <uv.h>
 
@@ -33,44 +34,21 @@ namespace {
 constexpr uint16_t kEthPAoe = 0x88a2;
 constexpr uint32_t kMaxMsgs = 1024;  // UIO_MAXIOV: the kernel's cap on vlen for recvmmsg/sendmmsg
 
-// Layout of the shared counters Float64Array (mirrored in packet-socket.ts).
+// Slots of the shared counters Float64Array, exported to JS as
+// layout.packetSocket.counters (the TypeScript side reads the names).
 enum Counter { kRxFrames, kRxBatches, kTxFrames, kTxBatches, kTxErrors, kKernelDrops, kNumCounters };
+const char* const kCounterNames[] = {"rxFrames", "rxBatches", "txFrames", "txBatches", "txErrors", "kernelDrops"};
+static_assert(sizeof kCounterNames / sizeof kCounterNames[0] == kNumCounters, "a counter without a name");
+// send() records the frames it gave up on in the shared Int32Array sendFailures:
+// [count, index0, errno0, index1, errno1, ...]; count may exceed what fits.
+constexpr uint32_t kMaxSendFailures = 64;
 
-[[noreturn]] void Fail(const char* syscall) { throw SysError{errno, syscall}; }
-
-// Owns a file descriptor until released.
-struct UniqueFd {
-  int fd;
-  explicit UniqueFd(int f = -1) : fd(f) {}
-  ~UniqueFd() { if (fd >= 0) close(fd); }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  int release() { int f = fd; fd = -1; return f; }
-};
-
-// Moves the calling thread into another network namespace and back on scope
-// exit. Sockets keep the namespace they were created in, so everything that
-// needs the namespace (socket, bind, name lookups) happens inside the scope.
-class NetnsScope {
- public:
-  explicit NetnsScope(const std::string& path) {
-    if (path.empty()) return;
-    UniqueFd target(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (target.fd < 0) Fail("open(netns)");
-    // setns() is per thread: remember this thread's namespace, not the process's.
-    home_.fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (home_.fd < 0) Fail("open(/proc/thread-self/ns/net)");
-    if (setns(target.fd, CLONE_NEWNET) < 0) Fail("setns");
-  }
-  ~NetnsScope() {
-    // Staying in the wrong namespace would silently misdirect every later
-    // socket the process opens; there is no sane way to continue.
-    if (home_.fd >= 0 && setns(home_.fd, CLONE_NEWNET) < 0)
-      Napi::Error::Fatal("kvblade_native", "setns back to the original network namespace failed");
-  }
-
- private:
-  UniqueFd home_;
+// The receive ring's mapping, shared by the socket (which unmaps it at close())
+// and the Buffer over it (whose finalizer unmaps it if close() never ran).
+struct RingMapping {
+  void* addr;
+  size_t bytes;
+  bool unmapped;
 };
 
 void FillIfreq(struct ifreq* ifr, const std::string& ifname) {
@@ -263,14 +241,22 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
       throw ErrnoError(env, e.err, e.syscall, ctx);
     }
 
-    // The mapping outlives close(): JS may still hold the Buffer. It goes when
-    // the Buffer is collected (this object keeps the Buffer alive meanwhile).
-    size_t ring_bytes = ring.bytes;
+    // close() detaches the Buffer (JS then sees 0 bytes, never freed memory) and
+    // unmaps at once, so closing a socket gives its memory back without waiting
+    // for a garbage collection. Without close(), the Buffer's finalizer unmaps.
+    ring_mapping_ = new RingMapping{map, ring.bytes, false};
     Napi::Buffer<uint8_t> rx = Napi::Buffer<uint8_t>::New(
-        env, static_cast<uint8_t*>(map), ring_bytes, [ring_bytes](Napi::Env, uint8_t* p) { munmap(p, ring_bytes); });
+        env, static_cast<uint8_t*>(map), ring.bytes, [](Napi::Env, uint8_t*, RingMapping* m) {
+          if (!m->unmapped) munmap(m->addr, m->bytes);
+          delete m;
+        }, ring_mapping_);
     Napi::Uint32Array offsets = Napi::Uint32Array::New(env, rx_slots_);
     Napi::Uint32Array lengths = Napi::Uint32Array::New(env, rx_slots_);
     Napi::Float64Array counters = Napi::Float64Array::New(env, kNumCounters);
+    Napi::Int32Array failures = Napi::Int32Array::New(env, 1 + 2 * kMaxSendFailures);
+    send_failures_ = failures.Data();
+    send_failures_[0] = 0;
+    failures_ref_ = Napi::Persistent(failures.As<Napi::Value>());
     ring_ = rx.Data();
     ring_frames_ = ring.req.tp_frame_nr;
     frames_per_block_ = ring.frames_per_block;
@@ -289,6 +275,7 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
     self.Set("rxOffsets", offsets);
     self.Set("rxLengths", lengths);
     self.Set("counters", counters);
+    self.Set("sendFailures", failures);
     self.Set("ringFrames", Napi::Number::New(env, ring_frames_));
 
     // Send: the arena differs per call, only iov contents change. No msg_name:
@@ -378,15 +365,17 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
     return Napi::Number::New(env, kept);
   }
 
-  // send(arena, offsets, lengths, count[, maps, mapOffsets, mapLengths]) -> frames
+  // send(arena, offsets, lengths, count[, maps, mapIndex, mapOffsets, mapLengths]) -> frames
   // consumed (sent, or skipped after a permanent error counted in txErrors). Less than
   // count only when the socket/queue is full (EAGAIN/ENOBUFS): resend the rest after
   // onWritable. Frame j is arena[offsets[j] ..+lengths[j]), followed, when
-  // mapLengths[j] > 0, by mapLengths[j] bytes at mapOffsets[j] of the FileMap maps[j]:
-  // the kernel copies those straight from the page cache into the frame.
+  // mapLengths[j] > 0, by mapLengths[j] bytes at mapOffsets[j] of the FileMap maps[mapIndex[j]]:
+  // the kernel copies those straight from the page cache into the frame. Frames
+  // skipped after an error are listed in sendFailures (index in this call, errno).
   Napi::Value Send(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckOpen(env);
+    send_failures_[0] = 0;
     if (!info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsTypedArray())
       throw Napi::TypeError::New(env, "send(arena: Buffer, offsets: Uint32Array, lengths: Uint32Array, count)");
     Napi::Uint8Array arena = info[0].As<Napi::Uint8Array>();
@@ -466,6 +455,11 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
           // ENETDOWN, or EFAULT from a file truncated under its map) will not go
           // better on retry, so count it and move on.
           counters_[kTxErrors]++;
+          uint32_t failed = static_cast<uint32_t>(send_failures_[0]++);
+          if (failed < kMaxSendFailures) {
+            send_failures_[1 + 2 * failed] = static_cast<int32_t>(done + i);
+            send_failures_[2 + 2 * failed] = errno;
+          }
           i++;
         }
       }
@@ -498,6 +492,16 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
 
   // close(): idempotent. Stops polling first: libuv requires that before the fd goes.
   void Close(const Napi::CallbackInfo&) {
+    if (ring_mapping_ != nullptr && !ring_mapping_->unmapped) {
+      // Frames JS still holds are gone with the socket: detach first, so a stray
+      // read of rx sees an empty buffer instead of unmapped memory.
+      Napi::Buffer<uint8_t> rx = rx_ref_.Value().As<Napi::Buffer<uint8_t>>();
+      rx.ArrayBuffer().Detach();
+      munmap(ring_mapping_->addr, ring_mapping_->bytes);
+      ring_mapping_->unmapped = true;
+      ring_ = nullptr;
+      held_ = 0;
+    }
     on_readable_.Reset();
     on_writable_.Reset();
     ClosePoll(rx_poll_);
@@ -612,7 +616,9 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
   uint32_t* rx_offsets_ = nullptr;
   uint32_t* rx_lengths_ = nullptr;
   double* counters_ = nullptr;
-  Napi::Reference<Napi::Value> rx_ref_, offsets_ref_, lengths_ref_, counters_ref_;  // keep the memory we write into alive
+  Napi::Reference<Napi::Value> rx_ref_, offsets_ref_, lengths_ref_, counters_ref_, failures_ref_;  // keep the memory we write into alive
+  RingMapping* ring_mapping_ = nullptr;  // owned by the rx Buffer's finalizer
+  int32_t* send_failures_ = nullptr;
   std::vector<struct mmsghdr> tx_msgs_;
   std::vector<struct iovec> tx_iov_;  // two per message: the arena part and a file map part
   std::vector<const uint8_t*> map_data_;
@@ -627,6 +633,9 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
 void InitPacketSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("PacketSocket", PacketSocket::Define(env));
   exports.Set("ETH_P_AOE", Napi::Number::New(env, kEthPAoe));
+  Napi::Object layout = LayoutOf(env, exports, "packetSocket");
+  layout.Set("counters", IndexObject(env, kCounterNames, kNumCounters));
+  layout.Set("sendFailureCapacity", Napi::Number::New(env, kMaxSendFailures));
 }
 
 }  // namespace kvblade

@@ -7,7 +7,6 @@ export const AOE_VERSION = 1
 export const HEADER_LENGTH = 24
 /** Minimum Ethernet frame without FCS: replies are padded to this. */
 export const MIN_FRAME_LENGTH = 60
-export const ETHERNET_HEADER_LENGTH = 14
 
 export const FLAG_RESPONSE = 0x08
 export const FLAG_ERROR = 0x04

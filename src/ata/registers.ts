@@ -10,10 +10,7 @@ export const ATA_FLUSH_CACHE_EXT = 0xea
 export const ATA_IDENTIFY_DEVICE = 0xec
 
 export const STATUS_ERR = 0x01
-export const STATUS_DRQ = 0x08
-export const STATUS_DF = 0x20
 export const STATUS_DRDY = 0x40
-export const STATUS_BSY = 0x80
 
 export const ERROR_ABRT = 0x04
 export const ERROR_IDNF = 0x10

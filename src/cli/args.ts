@@ -1,4 +1,5 @@
 /** Command-line parsing for `kvblade`: small enough that a dependency would not pay. */
+import { parseBufferCount } from '../control/values'
 
 export const USAGE = `Usage:
   kvblade start [--mount DIR | --no-mount] [--add "MAJOR MINOR IFACE PATH"]... [--bufcnt N] [--direct]
@@ -56,9 +57,11 @@ export function parseArgs (argv: string[]): Invocation {
       else if (arg.startsWith('--add=')) adds.push(arg.slice(6))
       else if (arg === '--bufcnt' || arg.startsWith('--bufcnt=')) {
         const text = arg === '--bufcnt' ? value(rest, i++, arg) : arg.slice(9)
-        if (!/^[0-9]+$/.test(text)) throw new UsageError(`--bufcnt takes a number, not "${text}"`)
-        bufferCount = Number(text)
-        if (bufferCount < 2 || bufferCount > 65535) throw new UsageError('--bufcnt must be 2-65535 (the Linux initiator cannot work with fewer than 2)')
+        try {
+          bufferCount = parseBufferCount(text, '--bufcnt')
+        } catch (err) {
+          throw new UsageError((err as Error).message)
+        }
       } else throw new UsageError(`unknown option ${arg}`)
     }
     if (mount === '') throw new UsageError('--mount needs a directory')

@@ -1,7 +1,15 @@
 import { constants } from 'node:os'
 
-/** Any errno name; the engine itself reports EINVAL, ENOENT, EEXIST, EBUSY and EIO. */
-export type ControlErrno = keyof typeof constants.errno
+/** Linux errnos that Node's table lacks. */
+const MORE_ERRNOS = { ENOTBLK: 15 } as const
+
+/** Any errno name; the engine itself reports EINVAL, ENOENT, EEXIST, EBUSY, EIO and the errors of opening a backing. */
+export type ControlErrno = keyof typeof constants.errno | keyof typeof MORE_ERRNOS
+
+/** The number of an errno name, or undefined for a name that is not one. */
+export function errnoNumber (code: string): number | undefined {
+  return (constants.errno as Record<string, number>)[code] ?? (MORE_ERRNOS as Record<string, number>)[code]
+}
 
 /**
  * A refused control command. `code` is the errno a sysfs write would fail with, so the
@@ -15,6 +23,6 @@ export class ControlError extends Error {
     super(message)
     this.name = 'ControlError'
     this.code = code
-    this.errno = constants.errno[code]
+    this.errno = errnoNumber(code)!
   }
 }

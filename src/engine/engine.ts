@@ -1,16 +1,25 @@
+/**
+ * The device table (the aoedev of the Linux initiator's split): which targets exist, on
+ * which interfaces, with which backing stores and shared per-address state; and the
+ * control surface kvblade had in sysfs, as calls that run one at a time.
+ */
 import createDebug from 'debug'
-import { ControlError } from '../control/errors'
+import { ControlError, errnoNumber, type ControlErrno } from '../control/errors'
 import { MAJOR_LINUX_REFUSES, targetName, type AddCommand, type TargetAddress } from '../control/command'
 import type { Control, InterfaceStats, TargetInfo } from '../control/control'
-import { isIdentifyText, MODEL_LENGTH, SERIAL_LENGTH } from '../ata/identify'
+import { DEFAULT_BUFFER_COUNT, checkBufferCount, checkModel, checkSerial } from '../control/values'
 import { BackingStore } from '../store/backing-store'
 import type { DiskEngine } from '../store/disk-engine'
 import { openDiskEngine } from '../store/open-disk-engine'
 import { AddressState } from './address-state'
+import { LinkTable, SocketFrameIo } from './links'
+import type { FrameIo } from './frame-io'
 import { Port } from './port'
 import { Target } from './target'
 
 const debug = createDebug('kvblade:engine')
+
+export { DEFAULT_BUFFER_COUNT }
 
 export interface EngineOptions {
   /** Buffer count advertised in Query Config replies (the initiator's window). */
@@ -21,11 +30,18 @@ export interface EngineOptions {
   direct?: boolean
   /** How disk I/O is done: default io_uring where the kernel allows it, else the thread pool. */
   disk?: DiskEngine
+  /** How an interface's frames are sent and received: default its packet socket (tests substitute their own). */
+  openFrameIo?: (ifname: string) => FrameIo
   /** Where warnings go (the CLI prints them on stderr). */
   warn?: (message: string) => void
 }
 
-export const DEFAULT_BUFFER_COUNT = 64
+/** A refusal from below (an open, a socket) as the errno a sysfs write would give. */
+function refusal (err: unknown, fallback: ControlErrno = 'EIO'): ControlError {
+  const e = err as NodeJS.ErrnoException
+  const code = e.code !== undefined && errnoNumber(e.code) !== undefined ? e.code as ControlErrno : fallback
+  return new ControlError(code, e.message)
+}
 
 /**
  * The AoE target engine: any number of targets on any number of interfaces in one
@@ -36,24 +52,32 @@ export class Engine implements Control {
   private readonly targets = new Map<string, Target>()
   /** Config string, mask and reservation per major.minor, shared across interfaces. */
   private readonly states = new Map<string, AddressState>()
-  /** Control commands run one at a time, in order, as sysfs writes to one module would. */
+  /** Control commands (and close) run one at a time, in order, as sysfs writes to one module would. */
   private commands: Promise<unknown> = Promise.resolve()
   private readonly bufferCount: number
   private readonly disk: DiskEngine
   private readonly warn: (message: string) => void
-  private closed = false
+  private links: LinkTable | null = null
+  /** close() was called: commands queued from now on are refused. */
+  private closing = false
+  private closed: Promise<void> | null = null
 
   constructor (private readonly options: EngineOptions = {}) {
     this.bufferCount = options.bufferCount ?? DEFAULT_BUFFER_COUNT
-    if (!Number.isInteger(this.bufferCount) || this.bufferCount < 2 || this.bufferCount > 0xffff) {
-      throw new RangeError(`buffer count must be 2-65535 (the Linux initiator cannot use fewer than 2), got ${this.bufferCount}`)
+    try {
+      checkBufferCount(this.bufferCount)
+    } catch (err) {
+      throw new RangeError((err as Error).message)
     }
     this.warn = options.warn ?? (msg => debug('warning: %s', msg))
-    this.disk = options.disk ?? openDiskEngine()
+    this.disk = options.disk ?? openDiskEngine(undefined, this.warn)
   }
 
   private exclusive<T> (command: () => Promise<T>): Promise<T> {
-    const run = this.commands.then(command, command)
+    const run = this.commands.then(() => {
+      if (this.closing) throw new ControlError('EIO', 'the engine is shutting down')
+      return command()
+    })
     this.commands = run.catch(() => {})
     return run
   }
@@ -67,39 +91,48 @@ export class Engine implements Control {
   private async openStore (path: string): Promise<BackingStore> {
     let store: BackingStore
     try {
-      store = await BackingStore.open(path, this.disk, this.options.direct)
+      store = await BackingStore.open(path, this.disk, { direct: this.options.direct })
     } catch (err) {
-      throw new ControlError('ENOENT', (err as Error).message)
+      throw refusal(err)
     }
     if (this.options.direct === true && !store.direct) this.warn(`${path}: the file system refuses O_DIRECT; using buffered I/O`)
     return store
   }
 
+  private openFrameIo (ifname: string): FrameIo {
+    if (this.options.openFrameIo !== undefined) return this.options.openFrameIo(ifname)
+    this.links ??= LinkTable.open(this.options.netns)
+    return SocketFrameIo.open(ifname, this.links, this.options.netns)
+  }
+
   private openPort (ifname: string): Port {
     let port = this.ports.get(ifname)
     if (port !== undefined) return port
+    let io: FrameIo
     try {
-      port = Port.open(ifname, { bufferCount: this.bufferCount, netns: this.options.netns, disk: this.disk })
+      io = this.openFrameIo(ifname)
     } catch (err) {
       const e = err as NodeJS.ErrnoException
       if (e.code === 'ENODEV' || e.code === 'ENXIO') throw new ControlError('ENOENT', `no interface ${ifname}`)
       throw new ControlError('EIO', `cannot open interface ${ifname}: ${e.message}`)
     }
+    debug('%s: mac %s mtu %d', ifname, io.link.mac.toString(16).padStart(12, '0'), io.link.mtu)
+    port = new Port(io, { disk: this.disk, warn: this.warn })
     this.ports.set(ifname, port)
     return port
   }
 
-  private closePortIfUnused (ifname: string): void {
+  /** Closes the port of `ifname` if no target uses it any more (its memory goes once its requests are done). */
+  private async closePortIfUnused (ifname: string): Promise<void> {
     const port = this.ports.get(ifname)
     if (port !== undefined && port.targets.length === 0) {
-      port.close()
       this.ports.delete(ifname)
+      await port.close()
     }
   }
 
   add (cmd: AddCommand): Promise<TargetInfo> {
     return this.exclusive(async () => {
-      if (this.closed) throw new ControlError('EIO', 'the engine is shutting down')
       const name = targetName(cmd)
       if (this.targets.has(name)) throw new ControlError('EEXIST', `target ${name} exists`)
       if (cmd.major === MAJOR_LINUX_REFUSES) {
@@ -110,13 +143,13 @@ export class Engine implements Control {
       try {
         store = await this.openStore(cmd.path)
       } catch (err) {
-        this.closePortIfUnused(cmd.ifname)
+        await this.closePortIfUnused(cmd.ifname)
         throw err
       }
       const key = `${cmd.major}.${cmd.minor}`
       let state = this.states.get(key)
       if (state === undefined) this.states.set(key, state = new AddressState())
-      const target = new Target(cmd.major, cmd.minor, cmd.ifname, store, state, () => port.mtu)
+      const target = new Target(cmd.major, cmd.minor, cmd.ifname, store, state, this.bufferCount, () => port.mtu)
       this.targets.set(name, target)
       port.addTarget(target)
       port.announce(target)
@@ -132,9 +165,9 @@ export class Engine implements Control {
       if (target.busy > 0) throw new ControlError('EBUSY', `${name} has ${target.busy} requests in flight`)
       this.targets.delete(name)
       this.ports.get(target.ifname)?.removeTarget(target)
-      this.closePortIfUnused(target.ifname)
       const key = `${target.major}.${target.minor}`
       if (![...this.targets.values()].some(t => t.state === target.state)) this.states.delete(key)
+      await this.closePortIfUnused(target.ifname)
       await target.store.close()
       debug('deleted %s', name)
     })
@@ -168,32 +201,37 @@ export class Engine implements Control {
   }
 
   setModel (addr: TargetAddress, model: string): void {
-    if (!isIdentifyText(model, MODEL_LENGTH)) {
-      throw new ControlError('EINVAL', `model must be at most ${MODEL_LENGTH} printable ASCII characters`)
-    }
-    this.find(addr).model = model
+    this.find(addr).model = checkModel(model)
   }
 
   setSerial (addr: TargetAddress, serial: string): void {
-    if (!isIdentifyText(serial, SERIAL_LENGTH)) {
-      throw new ControlError('EINVAL', `serial must be at most ${SERIAL_LENGTH} printable ASCII characters`)
-    }
-    this.find(addr).serial = serial
+    this.find(addr).serial = checkSerial(serial)
   }
 
   interfaces (): InterfaceStats[] {
     return [...this.ports.values()].map(p => p.stats())
   }
 
-  /** Stops serving: closes every socket, then every backing store once its I/O is done. */
-  async close (): Promise<void> {
-    if (this.closed) return
-    this.closed = true
-    for (const port of this.ports.values()) port.close()
-    this.ports.clear()
-    const stores = [...this.targets.values()].map(t => t.store)
-    this.targets.clear()
-    await Promise.all(stores.map(s => s.close()))
-    this.disk.close()
+  /**
+   * Stops serving, after the control commands already queued (an `add` opening its file
+   * finishes first; later ones are refused): closes every port, then every backing
+   * store once its I/O is done, then the disk engine.
+   */
+  close (): Promise<void> {
+    this.closed ??= this.commands.then(async () => {
+      this.closing = true
+      const ports = [...this.ports.values()]
+      this.ports.clear()
+      const stores = [...new Set([...this.targets.values()].map(t => t.store))]
+      this.targets.clear()
+      // Ports first: no new requests; then the stores drain and close.
+      const portsClosed = Promise.all(ports.map(p => p.close()))
+      await Promise.all(stores.map(s => s.close()))
+      await portsClosed
+      this.disk.close()
+      this.links?.close()
+    })
+    this.closing = true
+    return this.closed
   }
 }

@@ -1,9 +1,8 @@
 import type { TargetInfo } from '../control/control'
-import type { IdentifyFields } from '../ata/identify'
 import type { BackingStore } from '../store/backing-store'
 import type { AddressState } from './address-state'
+import type { CommandTarget } from './commands'
 
-export const FIRMWARE_VERSION = 0x0001
 export const FIRMWARE_TEXT = 'kvb0.1'
 export const DEFAULT_MODEL = 'kvblade AoE target'
 
@@ -11,7 +10,7 @@ export const DEFAULT_MODEL = 'kvblade AoE target'
  * One exported disk: an AoE address (major.minor) on one interface, backed by a store.
  * Counters are plain fields bumped by the packet loop.
  */
-export class Target implements IdentifyFields {
+export class Target implements CommandTarget {
   model = DEFAULT_MODEL
   serial: string
   readonly firmware = FIRMWARE_TEXT
@@ -31,6 +30,7 @@ export class Target implements IdentifyFields {
     readonly ifname: string,
     public store: BackingStore,
     readonly state: AddressState,
+    readonly bufferCount: number,
     private readonly mtu: () => number,
   ) {
     this.serial = `KVB${major}.${minor}`

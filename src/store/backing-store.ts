@@ -1,57 +1,18 @@
 import fs from 'node:fs'
 import createDebug from 'debug'
-import { blockDeviceSize } from '../net/block-device'
-import { mapFile, type FileMap } from '../net/memory'
-import { IO_KIND_NAMES, IoKind, OrderedScheduler, type ScheduledIo } from './ordering'
+import { blockDeviceSize } from '../native/block-device'
+import { mapFile, type FileMap } from '../native/memory'
+import type { BlockRequest, RequestOwner } from './block-request'
+import { IO_KIND_NAMES, IoKind, OrderedScheduler } from './ordering'
 import type { DiskEngine } from './disk-engine'
 
 const debug = createDebug('kvblade:store')
 
 export const SECTOR_SIZE = 512
 /** statfs f_type of tmpfs and ramfs. */
-const MEMORY_FS_MAGIC = [0x01021994, 0x858458f6]
+const RAM_FS_MAGIC = [0x01021994, 0x858458f6]
 /** brd, /dev/ram*. */
 const RAMDISK_MAJOR = 1
-
-/**
- * One disk request. The packet loop keeps a fixed set of these and reuses them, so the
- * callbacks are bound once here rather than allocated per frame.
- */
-export abstract class BlockRequest implements ScheduledIo {
-  kind: IoKind = IoKind.Read
-  offset = 0
-  length = 0
-  blockers = 0
-  buffer: Buffer = Buffer.alloc(0)
-  bufferOffset = 0
-  /** Bytes transferred so far (pread/pwrite may return short). */
-  private transferred = 0
-  private store: BackingStore | null = null
-
-  /** Called once the request has finished; err is null on success. */
-  abstract ioComplete (err: NodeJS.ErrnoException | null): void
-
-  /** @internal */ begin (store: BackingStore): void {
-    this.store = store
-    this.transferred = 0
-  }
-
-  /** @internal */ readonly onTransfer = (err: NodeJS.ErrnoException | null, bytes: number): void => {
-    const store = this.store!
-    if (err === null) {
-      this.transferred += bytes
-      if (this.transferred < this.length) {
-        if (bytes > 0) return store.continueTransfer(this, this.transferred)
-        err = Object.assign(new Error(`short ${IO_KIND_NAMES[this.kind]} at byte ${this.offset + this.transferred} of ${store.path}`), { code: 'EIO' })
-      }
-    }
-    store.finish(this, err)
-  }
-
-  /** @internal */ readonly onSync = (err: NodeJS.ErrnoException | null): void => {
-    this.store!.finish(this, err)
-  }
-}
 
 export interface BackingStoreInfo {
   path: string
@@ -59,6 +20,15 @@ export interface BackingStoreInfo {
   size: number
   /** "MAJ:MIN" of a block device, "0:0" for a regular file. */
   bdev: string
+}
+
+export interface OpenOptions {
+  /**
+   * O_DIRECT (vblade's -d): the page cache is bypassed, for backing disks other hosts
+   * may also write or to keep the cache for something else. A file system that refuses
+   * it (EINVAL) gets buffered I/O; `store.direct` tells which.
+   */
+  direct?: boolean
 }
 
 /** Linux dev_t encoding (glibc's gnu_dev_major/minor). */
@@ -73,19 +43,38 @@ function storeError (code: string, message: string): NodeJS.ErrnoException {
   return Object.assign(new Error(message), { code })
 }
 
+/** A refused open keeps the errno the system gave (EROFS, EACCES, EISDIR, ENXIO...). */
+function openError (err: unknown, what: string): NodeJS.ErrnoException {
+  const e = err as NodeJS.ErrnoException
+  return storeError(e.code ?? 'EIO', `${what}: ${e.message}`)
+}
+
+function openFd (path: string, flags: number): Promise<number> {
+  return new Promise<number>((resolve, reject) => fs.open(path, flags, (err, fd) => err ? reject(err) : resolve(fd)))
+}
+
 /**
  * A regular file (sparse is fine) or a block device, opened read-write. Requests run
- * concurrently in the thread pool, ordered only where they overlap (see ordering.ts).
- * A write is acknowledged once pwrite returned, i.e. it is in the page cache: a daemon
- * crash cannot lose it; FLUSH CACHE makes it durable with fdatasync.
+ * concurrently (on io_uring or the thread pool, see disk-engine.ts), ordered only where
+ * they overlap (see ordering.ts). A write is acknowledged once it is in the backing
+ * file (the page cache): a daemon crash cannot lose it; FLUSH CACHE makes it durable
+ * with fdatasync.
+ *
+ * A file in RAM on an engine that can run it inline (see DiskEngine) is also mapped:
+ * its reads are answered from the map (the kernel copies the data into the reply when
+ * it is sent), and its writes are copied into it. Such a read stays outstanding in the
+ * ordering scheduler until its reply has left, so a later write of the same sectors
+ * first fixes the read's data (fixFromFile): a read never sees a write that came after it.
  */
-export class BackingStore implements BackingStoreInfo {
+export class BackingStore implements BackingStoreInfo, RequestOwner {
   private readonly scheduler: OrderedScheduler<BlockRequest>
   private closed = false
   private drained: (() => void) | null = null
-  /** Replies still to be sent whose data comes from `map` (see beginMappedRead). */
-  private mappedReads = 0
+  /** Reads answered from `map` whose replies have not left yet, in no particular order. */
+  private readonly mappedReads: BlockRequest[] = []
   private readonly fileMap: FileMap | null
+  /** The store's requests complete inside the disk engine's next kick (see DiskEngine). */
+  readonly inline: boolean
 
   private constructor (
     readonly path: string,
@@ -93,18 +82,18 @@ export class BackingStore implements BackingStoreInfo {
     readonly size: number,
     readonly bdev: string,
     /** In RAM (tmpfs/ramfs file, brd ram disk): I/O never waits on a device. */
-    readonly memory: boolean,
+    readonly inRam: boolean,
     /** Opened with O_DIRECT. */
     readonly direct: boolean,
     private readonly disk: DiskEngine,
     /** Every byte has its storage (not sparse): reading it through a map allocates nothing. */
     allocated: boolean,
   ) {
-    this.scheduler = new OrderedScheduler(req => this.startTransfer(req))
+    this.scheduler = new OrderedScheduler(req => this.start(req))
+    this.inline = inRam && disk.inline
     this.fileMap = null
-    // Reads are sent from the map and writes copied into it (see map). Not for sparse
-    // files: a read fault on a tmpfs hole allocates a page, where pread returns zeros
-    // for free, so reading a thin export through a map would fill RAM.
+    // Not for sparse files: a read fault on a tmpfs hole allocates a page, where pread
+    // returns zeros for free, so reading a thin export through a map would fill RAM.
     if (this.inline && allocated) {
       try {
         this.fileMap = mapFile(fd, size, true)
@@ -114,69 +103,47 @@ export class BackingStore implements BackingStoreInfo {
     }
   }
 
-  /**
-   * Every request completes within the disk engine's next kick (a file in RAM on the
-   * io_uring engine): the packet loop may hand it buffers valid only until then.
-   */
-  get inline (): boolean {
-    return this.memory && this.disk.memoryInline && !this.closed
-  }
-
-  /**
-   * For a file in RAM on an engine that completes inline: a shared mapping the packet
-   * loop can send reply data from without reading it first (the engine also copies
-   * writes into it instead of calling pwrite). null otherwise, and once close() has
-   * begun (new reads then fail like any other request).
-   */
-  get map (): FileMap | null {
-    return this.closed ? null : this.fileMap
-  }
-
-  /** Opens a backing path; fails with ENOENT-style errors naming the cause. */
-  /**
-   * `direct` asks for O_DIRECT (vblade's -d): the page cache is bypassed, for backing
-   * disks that other hosts may also write or to keep the cache for something else. A
-   * file system that refuses it (EINVAL) gets buffered I/O; `store.direct` tells which.
-   */
-  static async open (path: string, disk: DiskEngine, direct = false): Promise<BackingStore> {
+  /** Opens a backing path; a refusal carries the errno that says why (.code) and names the path. */
+  static async open (path: string, disk: DiskEngine, options: OpenOptions = {}): Promise<BackingStore> {
     let st: fs.Stats
     try {
       st = await fs.promises.stat(path)
     } catch (err) {
-      throw storeError('ENOENT', `cannot open ${path}: ${(err as Error).message}`)
+      throw openError(err, `cannot open ${path}`)
     }
+    if (st.isDirectory()) throw storeError('EISDIR', `cannot export ${path}: it is a directory`)
     if (!st.isFile() && !st.isBlockDevice()) {
-      throw storeError('ENOENT', `${path} is neither a regular file nor a block device`)
+      throw storeError('ENOTBLK', `cannot export ${path}: neither a regular file nor a block device`)
     }
-    const openWith = (flags: number): Promise<number> => new Promise<number>((resolve, reject) =>
-      fs.open(path, flags, (err, fd) => err ? reject(err) : resolve(fd)))
+    const direct = options.direct === true
     let fd: number
     let isDirect = direct
     try {
       try {
-        fd = await openWith(fs.constants.O_RDWR | (direct ? fs.constants.O_DIRECT : 0))
+        fd = await openFd(path, fs.constants.O_RDWR | (direct ? fs.constants.O_DIRECT : 0))
       } catch (err) {
         if (!direct || (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err
         debug('%s: O_DIRECT refused, using buffered I/O', path)
         isDirect = false
-        fd = await openWith(fs.constants.O_RDWR)
+        fd = await openFd(path, fs.constants.O_RDWR)
       }
     } catch (err) {
-      throw storeError('ENOENT', `cannot open ${path} read-write: ${(err as Error).message}`)
+      throw openError(err, `cannot open ${path} read-write`)
     }
     try {
       // Asynchronous even here: a synchronous call must never hold up the packet loop.
       const fst = await new Promise<fs.Stats>((resolve, reject) => fs.fstat(fd, (err, st) => err ? reject(err) : resolve(st)))
       const bytes = fst.isBlockDevice() ? blockDeviceSize(fd) : fst.size
       const size = bytes - (bytes % SECTOR_SIZE)
+      // kvblade's answer to an empty backing.
       if (size === 0) throw storeError('ENOENT', `${path} has no whole sector to export (size ${bytes})`)
       const bdev = fst.isBlockDevice() ? `${devMajor(fst.rdev)}:${devMinor(fst.rdev)}` : '0:0'
-      const memory = fst.isBlockDevice()
+      const inRam = fst.isBlockDevice()
         ? devMajor(fst.rdev) === RAMDISK_MAJOR
-        : MEMORY_FS_MAGIC.includes((await fs.promises.statfs(path)).type)
-      debug('opened %s: %d bytes, bdev %s%s%s', path, size, bdev, memory ? ', in memory' : '', isDirect ? ', O_DIRECT' : '')
+        : RAM_FS_MAGIC.includes((await fs.promises.statfs(path)).type)
+      debug('opened %s: %d bytes, bdev %s%s%s', path, size, bdev, inRam ? ', in RAM' : '', isDirect ? ', O_DIRECT' : '')
       const allocated = fst.isBlockDevice() || fst.blocks * 512 >= size
-      return new BackingStore(path, fd, size, bdev, memory, isDirect, disk, allocated)
+      return new BackingStore(path, fd, size, bdev, inRam, isDirect, disk, allocated)
     } catch (err) {
       fs.closeSync(fd)
       throw err
@@ -187,50 +154,75 @@ export class BackingStore implements BackingStoreInfo {
     return this.size / SECTOR_SIZE
   }
 
-  /**
-   * A read served from `map`: its data is copied when the reply is sent, so the port
-   * must send it after every write that arrived before it has completed (memory-backed
-   * writes complete within the kick that follows their batch), and call endMappedRead()
-   * once it is sent or dropped. close() waits for that, then unmaps.
-   */
-  beginMappedRead (): void {
-    this.mappedReads++
+  /** The file's map while reads are answered from it (see the class comment); null otherwise and once closing. */
+  get map (): FileMap | null {
+    return this.closed ? null : this.fileMap
   }
 
-  endMappedRead (): void {
-    this.mappedReads--
-    this.checkDrained()
-  }
-
-  private checkDrained (): void {
-    if (this.drained !== null && this.scheduler.outstanding === 0 && this.mappedReads === 0) this.drained()
-  }
-
-  /** Requests accepted and not yet complete. */
+  /** Requests accepted and not yet complete (mapped reads until their replies leave). */
   get inFlight (): number {
-    return this.scheduler.outstanding + this.mappedReads
+    return this.scheduler.outstanding
   }
 
   /**
    * Starts a request. The caller has checked the range; the buffer must stay untouched
-   * until ioComplete.
+   * until ioComplete (or, for a read answered from the map, until mappedReadDone).
    */
   submit (req: BlockRequest): void {
     if (this.closed) {
       req.ioComplete(storeError('EIO', `${this.path} is closed`))
       return
     }
+    if (req.kind === IoKind.Write && this.mappedReads.length > 0) this.fixMappedReads(req)
     req.begin(this)
     this.scheduler.submit(req)
   }
 
-  private startTransfer (req: BlockRequest): void {
-    if (req.kind === IoKind.Flush) this.disk.sync(this.fd, req, this.memory)
-    else this.disk.transfer(this.fd, req, 0, this.memory, this.fileMap)
+  /** Runs once every earlier request this one overlaps is done. */
+  private start (req: BlockRequest): void {
+    if (req.kind === IoKind.Flush) return this.disk.sync(this.fd, req, this.inline)
+    // A read whose data cannot change before its reply leaves, because nothing later
+    // waits for it, can be answered from the map without reading.
+    const map = this.map
+    if (req.kind === IoKind.Read && map !== null && !this.scheduler.blocksLater(req) && req.sendFromMap(map)) {
+      req.mappedAt = this.mappedReads.push(req) - 1
+      return
+    }
+    this.disk.transfer(this.fd, req, 0, this.inline, this.fileMap)
+  }
+
+  /** A write is coming: mapped reads of the same sectors take their data now, before it lands. */
+  private fixMappedReads (write: BlockRequest): void {
+    const reads = this.mappedReads
+    for (let i = reads.length - 1; i >= 0; i--) {
+      const read = reads[i]
+      if (read.offset < write.offset + write.length && write.offset < read.offset + read.length) {
+        if (!read.fixFromFile(this.fd)) debug('%s: a mapped read at byte %d found the file shorter', this.path, read.offset)
+        this.mappedReadDone(read)
+      }
+    }
+  }
+
+  /** A read answered from the map is over: its reply left, was dropped, or was fixed. */
+  mappedReadDone (req: BlockRequest): void {
+    const at = req.mappedAt
+    if (at < 0 || this.mappedReads[at] !== req) return
+    req.mappedAt = -1
+    const last = this.mappedReads.pop()!
+    if (last !== req) {
+      this.mappedReads[at] = last
+      last.mappedAt = at
+    }
+    this.scheduler.complete(req)
+    this.checkDrained()
+  }
+
+  private checkDrained (): void {
+    if (this.drained !== null && this.scheduler.outstanding === 0) this.drained()
   }
 
   /** @internal */ continueTransfer (req: BlockRequest, done: number): void {
-    this.disk.transfer(this.fd, req, done, this.memory, this.fileMap)
+    this.disk.transfer(this.fd, req, done, this.inline, this.fileMap)
   }
 
   /** @internal */ finish (req: BlockRequest, err: NodeJS.ErrnoException | null): void {
@@ -244,7 +236,7 @@ export class BackingStore implements BackingStoreInfo {
   async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
-    if (this.scheduler.outstanding > 0 || this.mappedReads > 0) await new Promise<void>(resolve => { this.drained = resolve })
+    if (this.scheduler.outstanding > 0) await new Promise<void>(resolve => { this.drained = resolve })
     this.fileMap?.close()
     await new Promise<void>(resolve => fs.close(this.fd, () => resolve()))
   }

@@ -1,7 +1,7 @@
 import createDebug from 'debug'
 import type { DiskEngine } from './disk-engine'
-import { RingDisk } from './ring-disk'
-import { ThreadPoolDisk } from './thread-pool-disk'
+import { UringEngine } from './uring-engine'
+import { ThreadPoolEngine } from './thread-pool-engine'
 
 const debug = createDebug('kvblade:store')
 
@@ -11,17 +11,20 @@ export type DiskEngineKind = 'auto' | 'uring' | 'threads'
  * io_uring where the kernel allows it (it may be disabled by sysctl or seccomp), else
  * libuv's thread pool. KVBLADE_DISK=uring|threads forces one (benchmarks, diagnosis).
  */
-export function openDiskEngine (kind: DiskEngineKind = (process.env.KVBLADE_DISK as DiskEngineKind | undefined) ?? 'auto'): DiskEngine {
+export function openDiskEngine (
+  kind: DiskEngineKind = (process.env.KVBLADE_DISK as DiskEngineKind | undefined) ?? 'auto',
+  warn?: (message: string) => void,
+): DiskEngine {
   if (kind !== 'threads') {
     try {
-      const ring = RingDisk.open()
+      const engine = UringEngine.open(undefined, warn)
       debug('disk I/O: io_uring')
-      return ring
+      return engine
     } catch (err) {
       if (kind === 'uring') throw err
       debug('disk I/O: io_uring unavailable (%s), using the thread pool', (err as Error).message)
     }
   }
   debug('disk I/O: libuv thread pool')
-  return new ThreadPoolDisk()
+  return new ThreadPoolEngine()
 }

@@ -37,6 +37,8 @@ export class OrderedScheduler<T extends ScheduledIo> {
   private readonly active: T[] = []
   /** How many of them wait for an earlier one; while none do, completing needs no scan. */
   private waiting = 0
+  /** How many of them are writes; while none are, a read conflicts with nothing. */
+  private writes = 0
 
   constructor (private readonly start: (io: T) => void) {}
 
@@ -44,13 +46,32 @@ export class OrderedScheduler<T extends ScheduledIo> {
     return this.active.length
   }
 
+  /**
+   * Whether a request that came after `io` is waiting for it. Cheap while nothing
+   * waits at all, which is almost always.
+   */
+  blocksLater (io: T): boolean {
+    if (this.waiting === 0) return false
+    const active = this.active
+    let i = active.indexOf(io)
+    if (i < 0) return false
+    for (i++; i < active.length; i++) {
+      if (active[i].blockers > 0 && conflicts(io, active[i])) return true
+    }
+    return false
+  }
+
   /** Accepts a request; starts it now unless an earlier one conflicts. */
   submit (io: T): void {
     let blockers = 0
-    for (let i = 0; i < this.active.length; i++) {
-      if (conflicts(this.active[i], io)) blockers++
+    // Reads only wait for writes: a read-only load never scans.
+    if (io.kind !== IoKind.Read || this.writes > 0) {
+      for (let i = 0; i < this.active.length; i++) {
+        if (conflicts(this.active[i], io)) blockers++
+      }
     }
     io.blockers = blockers
+    if (io.kind === IoKind.Write) this.writes++
     this.active.push(io)
     if (blockers === 0) this.start(io)
     else this.waiting++
@@ -63,6 +84,7 @@ export class OrderedScheduler<T extends ScheduledIo> {
     // Requests mostly complete in arrival order: shift() is cheap where splice() copies.
     if (index === 0) this.active.shift()
     else this.active.splice(index, 1)
+    if (io.kind === IoKind.Write) this.writes--
     if (this.waiting === 0) return
     // Collect first, start after: a start may complete synchronously and re-enter.
     let ready: T[] | undefined

@@ -1,7 +1,8 @@
 /**
  * An in-memory Control with kvblade's rules, for testing the control plane without the
- * engine: known interfaces, backing files that must exist and be non-empty, EEXIST on a
- * duplicate, ENOENT for an unknown target, EBUSY while requests are in flight.
+ * engine: known interfaces, backing files that must exist and be non-empty (a directory is
+ * EISDIR, anything else that is not a file ENOTBLK), EEXIST on a duplicate, ENOENT for an
+ * unknown target, EBUSY while requests are in flight.
  */
 import { stat } from 'node:fs/promises'
 import type { AddCommand, TargetAddress } from '../../src/control/command'
@@ -50,7 +51,8 @@ export class FakeControl implements Control {
       // The fake does not size block devices; the tests use regular files.
       return { sectors: 1, bdev: `${Math.floor(st.rdev / 256)}:${st.rdev % 256}` }
     }
-    if (!st.isFile()) throw new ControlError('ENOENT', `${path} is neither a file nor a block device`)
+    if (st.isDirectory()) throw new ControlError('EISDIR', `${path} is a directory`)
+    if (!st.isFile()) throw new ControlError('ENOTBLK', `${path} is neither a file nor a block device`)
     const sectors = Math.floor(st.size / 512)
     if (sectors === 0) throw new ControlError('ENOENT', `${path} has zero size`)
     return { sectors, bdev: '0:0' }

@@ -6,7 +6,7 @@ import { ATA_HEADER_LENGTH, AFLAG_LBA48, AFLAG_WRITE, SECTOR_SIZE, decodeAta, em
 import { decodeConfig, encodeConfig, type ConfigQuery } from '../../src/aoe/config'
 import { macFromBuffer } from '../../src/aoe/mac'
 import { decodeIdentify } from '../../src/ata/identify'
-import { PacketSocket } from '../../src/net/packet-socket'
+import { PacketSocket } from '../../src/native/packet-socket'
 
 /** A reply as the test initiator saw it. */
 export interface Reply {

@@ -43,7 +43,7 @@ if (unavailable !== null) {
       ['missing interface', ['--add', `9 0 kvnosuch0 ${good}`], /no interface kvnosuch0/],
       ['missing file', ['--add', `9 0 ${iface} ${dir}/nope.img`], /cannot open .*nope\.img/],
       ['zero size', ['--add', `9 0 ${iface} ${empty}`], /no whole sector/],
-      ['directory', ['--add', `9 0 ${iface} ${dir}`], /neither a regular file nor a block device/],
+      ['directory', ['--add', `9 0 ${iface} ${dir}`], /is a directory/],
       ['duplicate', ['--add', `9 0 ${iface} ${good}`, '--add', `9 0 ${iface} ${good}`], /exists/],
       ['too few fields', ['--add', `9 0 ${iface}`], /expected 4 fields/],
       ['broadcast major', ['--add', `65535 0 ${iface} ${good}`], /major 65535 is out of range/],

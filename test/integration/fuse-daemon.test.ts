@@ -4,9 +4,9 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { existsSync, truncateSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, truncateSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { exec, fuseSkipReason, isMountPoint, kvstatLine, REPO, removeDir, SCRIPTS, sh, tempDir } from '../helpers/fuse-harness'
+import { errnoOf, exec, fuseSkipReason, isMountPoint, kvstatLine, REPO, removeDir, SCRIPTS, sh, tempDir } from '../helpers/fuse-harness'
 
 const CLI = join(REPO, 'bin', 'kvblade')
 const built = existsSync(join(REPO, 'dist', 'src', 'cli', 'main.js')) && existsSync(join(REPO, 'dist', 'src', 'engine', 'engine.js'))
@@ -52,6 +52,22 @@ if (reason !== undefined) {
     const bad = await exec('/bin/bash', ['-c', 'echo 9 2 nosuchif0 "$2" >"$1/add"', 'bash', mnt, img])
     t.match(bad.stderr, /No such file or directory/, 'ENOENT for an unknown interface')
     t.equal((await sh('echo "Test Model" >"$1/9.1@lo/model"; cat "$1/9.1@lo/model"', [mnt])).stdout, 'Test Model\n')
+    // A refused add says why with the errno its open gave, not ENOENT for everything.
+    const ro = join(work, 'ro')
+    mkdirSync(ro)
+    t.equal((await exec('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'kvblade-test', ro])).code, 0, 'a tmpfs to make read-only')
+    writeFileSync(join(ro, 'disk.img'), Buffer.alloc(4096))
+    t.equal((await exec('mount', ['-o', 'remount,ro', ro])).code, 0, 'remounted read-only')
+    t.teardown(() => exec('umount', ['-l', ro]))
+    const refused: Array<[string, string, string]> = [
+      ['a file on a read-only mount', join(ro, 'disk.img'), 'EROFS'],
+      ['a directory', work, 'EISDIR'],
+      ['a character device', '/dev/null', 'ENOTBLK'],
+      ['a missing path', join(work, 'missing.img'), 'ENOENT'],
+    ]
+    for (const [what, path, errno] of refused) {
+      t.equal(await errnoOf({ op: 'write', path: join(mnt, 'add'), chunks: [`9 5 lo ${path}\n`] }), errno, `add of ${what}: ${errno}`)
+    }
     const r = await exec(join(SCRIPTS, 'kvstat'), ['-d', mnt], { env: { ...process.env, LC_ALL: 'C' } })
     t.equal(r.stdout, kvstatLine('9.0', 'lo', 131072, img) + kvstatLine('9.1', 'lo', 131072, img), 'kvstat')
     t.match((await sh('cat "$1/stat"', [mnt])).stdout, /^lo( \d+){6}\n/m, 'interface counters')

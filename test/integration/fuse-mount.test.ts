@@ -131,7 +131,7 @@ if (reason !== undefined) {
       ['add: unknown interface', { op: 'write', path: p('add'), chunks: [`9 1 nope0 ${img}\n`] }, 'ENOENT'],
       ['add: missing backing', { op: 'write', path: p('add'), chunks: [`9 1 eth0 ${work}/missing\n`] }, 'ENOENT'],
       ['add: zero-size backing', { op: 'write', path: p('add'), chunks: [`9 1 eth0 ${empty}\n`] }, 'ENOENT'],
-      ['add: directory as backing', { op: 'write', path: p('add'), chunks: [`9 1 eth0 ${work}\n`] }, 'ENOENT'],
+      ['add: directory as backing', { op: 'write', path: p('add'), chunks: [`9 1 eth0 ${work}\n`] }, 'EISDIR'],
       ['add: backing inside the control plane', { op: 'write', path: p('add'), chunks: [`9 1 eth0 ${p('stat')}\n`] }, 'ENOENT'],
       ['add: duplicate', { op: 'write', path: p('add'), chunks: [`9 0 eth0 ${img}\n`] }, 'EEXIST'],
       ['add: binary junk', { op: 'write', path: p('add'), chunks: [Buffer.from([0x39, 0x20, 0x30, 0xff, 0x00, 0x0a])] }, 'EINVAL'],

@@ -8,7 +8,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { FLAG_ERROR } from '../../src/aoe/constants'
 import { Engine } from '../../src/engine/engine'
-import { ThreadPoolDisk, nodeFsIo, type BackingIo } from '../../src/store/thread-pool-disk'
+import { ThreadPoolEngine, nodeFsIo, type BackingIo } from '../../src/store/thread-pool-engine'
 import { TestNetwork, interfaceMac, networkTestsUnavailable, skipLoudly } from '../helpers/netns'
 import { TestInitiator, type TargetRef, type Reply } from '../helpers/initiator'
 
@@ -82,7 +82,7 @@ if (unavailable !== null) {
     const content = crypto.randomBytes(8 << 20)
     fs.writeFileSync(img, content)
     const disk = new SlowDisk()
-    const engine = new Engine({ disk: new ThreadPoolDisk(disk) })
+    const engine = new Engine({ disk: new ThreadPoolEngine(disk) })
     t.teardown(() => { disk.release(); return engine.close() })
     const link = net.links[0]
     await engine.add({ major: 9, minor: 0, ifname: link.target, path: img })

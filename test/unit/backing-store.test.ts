@@ -3,13 +3,16 @@ import t from 'tap'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { BackingStore, BlockRequest } from '../../src/store/backing-store'
+import { BackingStore } from '../../src/store/backing-store'
+import { BlockRequest } from '../../src/store/block-request'
+import type { DiskEngine } from '../../src/store/disk-engine'
+import type { FileMap } from '../../src/native/memory'
 import { IoKind } from '../../src/store/ordering'
-import { RingDisk } from '../../src/store/ring-disk'
-import { ThreadPoolDisk } from '../../src/store/thread-pool-disk'
+import { UringEngine } from '../../src/store/uring-engine'
+import { ThreadPoolEngine } from '../../src/store/thread-pool-engine'
 import { run } from '../helpers/exec'
 
-const disk = new ThreadPoolDisk()
+const disk = new ThreadPoolEngine()
 const dir = fs.mkdtempSync(path.join('/var/tmp', 'kvb-store-'))
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
 
@@ -30,39 +33,101 @@ t.test('memory-backed files are recognised by their file system', async t => {
     fs.writeFileSync(file, Buffer.alloc(4096))
     const store = await BackingStore.open(file, disk)
     const type = await fsType(where)
-    t.equal(store.memory, ['tmpfs', 'ramfs'].includes(type), `${where} (${type})`)
+    t.equal(store.inRam, ['tmpfs', 'ramfs'].includes(type), `${where} (${type})`)
     await store.close()
   }
 })
 
-t.test('a file in RAM under an inline engine gets a map; close() waits for reads sent from it', async t => {
+/** One request, its completion as a promise. */
+class Request extends BlockRequest {
+  private resolve: (err: NodeJS.ErrnoException | null) => void = () => {}
+  readonly completed = new Promise<NodeJS.ErrnoException | null>(resolve => { this.resolve = resolve })
+  ioComplete (err: NodeJS.ErrnoException | null): void { this.resolve(err) }
+}
+
+/** A read that, like the packet loop's, can be answered from a map, and records what happened to it. */
+class MappableRead extends Request {
+  mappedFrom: FileMap | null = null
+  fixed = false
+  constructor (offset: number, length: number) {
+    super()
+    this.kind = IoKind.Read
+    this.offset = offset
+    this.length = length
+    this.buffer = Buffer.alloc(length)
+  }
+
+  override sendFromMap (map: FileMap): boolean {
+    this.mappedFrom = map
+    return true
+  }
+
+  override fixFromFile (fd: number): boolean {
+    this.fixed = fs.readSync(fd, this.buffer, 0, this.length, this.offset) === this.length
+    return this.fixed
+  }
+}
+
+function write (offset: number, data: Buffer): Request {
+  const req = new Request()
+  req.kind = IoKind.Write
+  req.offset = offset
+  req.length = data.length
+  req.buffer = data
+  return req
+}
+
+/** An engine that completes inline (like io_uring's for files in RAM), but only when the test says so. */
+class HeldInlineEngine implements DiskEngine {
+  readonly inline = true
+  readonly held: Array<() => void> = []
+  transfer (fd: number, req: BlockRequest, done: number): void {
+    this.held.push(() => {
+      const n = req.kind === IoKind.Read
+        ? fs.readSync(fd, req.buffer, req.bufferOffset + done, req.length - done, req.offset + done)
+        : fs.writeSync(fd, req.buffer, req.bufferOffset + done, req.length - done, req.offset + done)
+      req.onTransfer(null, n)
+    })
+  }
+
+  sync (_fd: number, req: BlockRequest): void { this.held.push(() => req.onSync(null)) }
+  kick (): void { for (const run of this.held.splice(0)) run() }
+  async release (): Promise<void> {}
+  close (): void {}
+}
+
+t.test('a file in RAM under an inline engine gets a map; close() waits for reads answered from it', async t => {
   const where = fs.mkdtempSync('/dev/shm/kvb-map-')
   t.teardown(() => fs.rmSync(where, { recursive: true, force: true }))
   const file = path.join(where, 'm.img')
   fs.writeFileSync(file, Buffer.alloc(8192, 7))
-  const inline = { ...disk, memoryInline: true, transfer: disk.transfer.bind(disk), sync: disk.sync.bind(disk), kick: () => {}, close: () => {} }
+  const inline = new HeldInlineEngine()
   const store = await BackingStore.open(file, inline)
-  t.ok(store.memory)
+  t.ok(store.inRam)
+  t.ok(store.inline, 'its requests complete inline')
   t.not(store.map, null, 'mapped')
   const map = store.map!
   t.equal(map.length, 8192, 'the whole export is mapped')
   t.equal(map.writable, true, 'for writing too')
-  store.beginMappedRead()
-  store.beginMappedRead()
+  const reads = [new MappableRead(0, 512), new MappableRead(512, 512)]
+  for (const r of reads) store.submit(r)
+  t.same(reads.map(r => r.mappedFrom), [map, map], 'both answered from the map, without a disk request')
+  t.equal(inline.held.length, 0, 'nothing went to the engine')
   t.equal(store.inFlight, 2, 'reads waiting to be sent count as in flight')
   let closed = false
   const closing = store.close().then(() => { closed = true })
   t.equal(store.map, null, 'no new reads from the map once closing')
   t.equal(map.length, 8192, 'but it stays mapped for the replies still queued')
-  store.endMappedRead()
+  store.mappedReadDone(reads[0])
   await new Promise(resolve => setTimeout(resolve, 20))
   t.notOk(closed, 'close() waits while a reply still needs the map')
-  store.endMappedRead()
+  store.mappedReadDone(reads[1])
   await closing
   t.equal(map.length, 0, 'unmapped once the last one is sent')
 
   const pooled = await BackingStore.open(file, disk)
   t.equal(pooled.map, null, 'no map when the engine may complete writes later (thread pool)')
+  t.notOk(pooled.inline)
   await pooled.close()
   const sparse = path.join(where, 's.img')
   fs.writeFileSync(sparse, '')
@@ -77,23 +142,76 @@ t.test('a file in RAM under an inline engine gets a map; close() waits for reads
   await slow.close()
 })
 
-/** One request, its completion as a promise. */
-class Request extends BlockRequest {
-  private resolve: (err: NodeJS.ErrnoException | null) => void = () => {}
-  readonly completed = new Promise<NodeJS.ErrnoException | null>(resolve => { this.resolve = resolve })
-  ioComplete (err: NodeJS.ErrnoException | null): void { this.resolve(err) }
-}
+t.test('a read answered from the map never sees a later write, and always sees an earlier one', async t => {
+  const where = fs.mkdtempSync('/dev/shm/kvb-order-')
+  t.teardown(() => fs.rmSync(where, { recursive: true, force: true }))
+  const file = path.join(where, 'o.img')
+  fs.writeFileSync(file, Buffer.alloc(64 * 1024, 1))
+  const engine = new HeldInlineEngine()
+  const store = await BackingStore.open(file, engine)
+  t.teardown(() => store.close())
+
+  // Read, then a write of the same sectors: the read takes its data before the write lands.
+  const read = new MappableRead(4096, 1024)
+  store.submit(read)
+  t.equal(read.mappedFrom, store.map, 'answered from the map')
+  const later = write(4096 + 512, Buffer.alloc(1024, 2))
+  store.submit(later)
+  t.ok(read.fixed, 'the overlapping write made the read copy its data first')
+  t.ok(read.buffer.every(b => b === 1), 'the old data')
+  engine.kick()
+  t.equal(await later.completed, null)
+  t.equal(store.inFlight, 0, 'a fixed read is over')
+
+  // A write elsewhere leaves a mapped read alone.
+  const read2 = new MappableRead(0, 512)
+  store.submit(read2)
+  const elsewhere = write(8192, Buffer.alloc(512, 3))
+  store.submit(elsewhere)
+  engine.kick()
+  await elsewhere.completed
+  t.notOk(read2.fixed, 'no copy for a write that does not overlap')
+  store.mappedReadDone(read2)
+
+  // Write, then a read of the same sectors: the read waits, then comes from the map with the new data in it.
+  const first = write(16384, Buffer.alloc(512, 4))
+  store.submit(first)
+  const after = new MappableRead(16384, 512)
+  store.submit(after)
+  t.equal(after.mappedFrom, null, 'not answered while the earlier write is pending')
+  engine.kick()
+  await first.completed
+  t.equal(after.mappedFrom, store.map, 'answered from the map once it is done')
+  t.ok(fs.readFileSync(file).subarray(16384, 16896).every(b => b === 4), 'and the map holds the write')
+  store.mappedReadDone(after)
+
+  // Read blocked behind a write, with another write behind it: it is read for real, not mapped.
+  const w1 = write(32768, Buffer.alloc(512, 5))
+  const r = new MappableRead(32768, 512)
+  const w2 = write(32768, Buffer.alloc(512, 6))
+  store.submit(w1)
+  store.submit(r)
+  store.submit(w2)
+  engine.kick() // w1
+  engine.kick() // r, read into its buffer since w2 waits for it
+  engine.kick() // w2
+  t.equal(await r.completed, null)
+  t.equal(r.mappedFrom, null, 'a read a later write waits for is not left to the map')
+  t.ok(r.buffer.every(b => b === 5), 'it read the first write, not the second')
+  t.equal(await w2.completed, null)
+  t.equal(store.inFlight, 0)
+})
 
 let noRing: string | false = false
 try {
-  RingDisk.open(2).close()
+  UringEngine.open(2).close()
 } catch (err) {
   noRing = `io_uring unavailable: ${(err as Error).message}`
   console.error(`\n*** SKIPPING the mapped-write test: ${noRing} ***\n`)
 }
 
 t.test('writes to a file in RAM on the io_uring engine are copied into its map', { skip: noRing }, async t => {
-  const engine = RingDisk.open(16)
+  const engine = UringEngine.open(16)
   t.teardown(() => engine.close())
   const where = fs.mkdtempSync('/dev/shm/kvb-mapw-')
   t.teardown(() => fs.rmSync(where, { recursive: true, force: true }))
@@ -115,7 +233,7 @@ t.test('writes to a file in RAM on the io_uring engine are copied into its map',
   await store.close()
 })
 
-t.test('refusals name the cause and carry ENOENT', async t => {
+t.test('refusals name the cause and carry the errno that says why', async t => {
   const empty = path.join(dir, 'empty.img')
   fs.writeFileSync(empty, '')
   const small = path.join(dir, 'small.img')
@@ -123,8 +241,8 @@ t.test('refusals name the cause and carry ENOENT', async t => {
   await t.rejects(BackingStore.open(path.join(dir, 'missing.img'), disk), { code: 'ENOENT', message: /cannot open .*missing\.img/ })
   await t.rejects(BackingStore.open(empty, disk), { code: 'ENOENT', message: /no whole sector/ })
   await t.rejects(BackingStore.open(small, disk), { code: 'ENOENT', message: /no whole sector .*511/ })
-  await t.rejects(BackingStore.open(dir, disk), { code: 'ENOENT', message: /neither a regular file nor a block device/ })
-  await t.rejects(BackingStore.open('/dev/null', disk), { code: 'ENOENT', message: /neither/ })
+  await t.rejects(BackingStore.open(dir, disk), { code: 'EISDIR', message: /is a directory/ })
+  await t.rejects(BackingStore.open('/dev/null', disk), { code: 'ENOTBLK', message: /neither a regular file nor a block device/ })
 })
 
 if (process.getuid?.() !== 0) {
@@ -145,6 +263,6 @@ if (process.getuid?.() !== 0) {
     const want = (await run('stat', ['-c', '%t:%T', loop])).stdout.trim().split(':').map(h => parseInt(h, 16)).join(':')
     t.equal(store.bdev, want, `bdev ${want}`)
     t.ok(st.isBlockDevice())
-    t.equal(store.memory, false, 'a loop device is not memory-backed')
+    t.equal(store.inRam, false, 'a loop device is not in RAM')
   })
 }

@@ -1,6 +1,6 @@
 // The packet loop's memory helpers: page-aligned buffers and allocation-free copies.
 import t from 'tap'
-import { CopyBatch, alignedBuffer, copySmall } from '../../src/net/memory'
+import { CopyBatch, alignedBuffer, copySmall } from '../../src/native/memory'
 import { prng } from '../helpers/prng'
 
 t.test('alignedBuffer gives zeroed, page-aligned memory', async t => {

@@ -6,9 +6,9 @@ import { execFileSync, spawn } from 'child_process'
 import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
-import { ETH_P_AOE, PacketSocket } from '../../src/net/packet-socket'
-import { mapFile } from '../../src/net/memory'
-import { blockDeviceSize } from '../../src/net/block-device'
+import { ETH_P_AOE, PacketSocket } from '../../src/native/packet-socket'
+import { mapFile } from '../../src/native/memory'
+import { blockDeviceSize } from '../../src/native/block-device'
 
 const isRoot = process.getuid?.() === 0
 
@@ -421,7 +421,7 @@ if (!isRoot) {
     t.equal(s.fd, -1)
     t.throws(() => s.recv(), { code: 'EBADF' }, 'recv after close says so')
 
-    const mod = path.resolve(__dirname, '..', '..', 'src', 'net', 'packet-socket.js')
+    const mod = path.resolve(__dirname, '..', '..', 'src', 'native', 'packet-socket.js')
     const child = async (code: string, timeoutMs: number): Promise<{ exited: boolean, status: number | null, stderr: string }> =>
       await new Promise(resolve => {
         const p = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'ignore', 'pipe'] })

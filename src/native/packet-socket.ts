@@ -8,7 +8,8 @@
  * Frames are whole Ethernet frames (the caller writes MACs and ethertype).
  * The socket never hears its own transmissions, not even on `lo`.
  */
-import { loadNative, type NativePacketSocket } from './native'
+import { loadNative, type NativePacketSocket, type SocketCounterName } from './addon'
+import { liveCounters, type LiveCounters } from './live-counters'
 import type { FileMap } from './memory'
 
 export const ETH_P_AOE = 0x88a2
@@ -28,44 +29,9 @@ export interface PacketSocketOptions {
   socketBufferBytes?: number
 }
 
-export interface PacketSocketCounters {
-  rxFrames: number
-  rxBatches: number
-  txFrames: number
-  txBatches: number
-  txErrors: number
-  kernelDrops: number
-}
+export type PacketSocketCounters = LiveCounters<SocketCounterName>
 
-// Index of each counter in the Float64Array the addon writes (see packet_socket.cc).
-const RX_FRAMES = 0
-const RX_BATCHES = 1
-const TX_FRAMES = 2
-const TX_BATCHES = 3
-const TX_ERRORS = 4
-const KERNEL_DROPS = 5
-
-/** Read-only getters over the shared array: reading costs no native call. */
-class LiveCounters implements PacketSocketCounters {
-  constructor (private readonly a: Float64Array) {}
-  get rxFrames (): number { return this.a[RX_FRAMES] }
-  get rxBatches (): number { return this.a[RX_BATCHES] }
-  get txFrames (): number { return this.a[TX_FRAMES] }
-  get txBatches (): number { return this.a[TX_BATCHES] }
-  get txErrors (): number { return this.a[TX_ERRORS] }
-  get kernelDrops (): number { return this.a[KERNEL_DROPS] }
-  [Symbol.for('nodejs.util.inspect.custom')] (): PacketSocketCounters { return this.toJSON() }
-  toJSON (): PacketSocketCounters {
-    return {
-      rxFrames: this.rxFrames,
-      rxBatches: this.rxBatches,
-      txFrames: this.txFrames,
-      txBatches: this.txBatches,
-      txErrors: this.txErrors,
-      kernelDrops: this.kernelDrops
-    }
-  }
-}
+const COUNTER_NAMES: readonly SocketCounterName[] = ['rxFrames', 'rxBatches', 'txFrames', 'txBatches', 'txErrors', 'kernelDrops']
 
 export class PacketSocket {
   /**
@@ -100,6 +66,13 @@ export class PacketSocket {
   readonly rxLengths: Uint32Array
   /** Live view; kernelDrops is brought up to date by stats() and refreshLink(). */
   readonly counters: PacketSocketCounters
+  /**
+   * After send(): sendFailures[0] frames were given up on (counted in txErrors); for
+   * the first of them, up to failureCapacity, frame sendFailures[1 + 2i] of that call
+   * failed with errno sendFailures[2 + 2i] (EFAULT: its map range is no longer in the file).
+   */
+  readonly sendFailures: Int32Array
+  readonly failureCapacity = loadNative().layout.packetSocket.sendFailureCapacity
   private _link: LinkInfo
   private closed = false
 
@@ -109,7 +82,8 @@ export class PacketSocket {
     this.rxLengths = native.rxLengths
     this.rxSlots = native.rxLengths.length
     this.ringFrames = native.ringFrames
-    this.counters = new LiveCounters(native.counters)
+    this.counters = liveCounters(native.counters, loadNative().layout.packetSocket.counters, COUNTER_NAMES)
+    this.sendFailures = native.sendFailures
     this._link = this.readLink()
   }
 
@@ -166,7 +140,10 @@ export class PacketSocket {
     this.native.onWritable(cb)
   }
 
-  /** Stops polling and closes the socket; safe to call more than once. */
+  /**
+   * Stops polling, closes the socket and unmaps the receive ring (rx is then empty:
+   * frames of the last recv() are gone); safe to call more than once.
+   */
   close (): void {
     if (this.closed) return
     this.closed = true

@@ -1,4 +1,4 @@
-import { loadNative } from './native'
+import { loadNative } from './addon'
 
 /**
  * Size in bytes of the block device open as `fd` (ioctl BLKGETSIZE64).

@@ -8,104 +8,73 @@
  * If io_uring is unavailable, open() throws with .code (ENOSYS, EPERM,
  * ENOMEM...) and the caller falls back to the thread pool.
  */
-import { loadNative, type NativeDiskRing } from '../net/native'
-import type { FileMap } from '../net/memory'
+import { loadNative, type NativeLayout, type NativeUring, type UringCounterName } from './addon'
+import { liveCounters, type LiveCounters } from './live-counters'
+import type { FileMap } from './memory'
 
-export const enum DiskOp { Read = 0, Write = 1, Fdatasync = 2 }
-
-/** Width of one submission row in `ops` (see disk_ring.cc). */
-export const DISK_ROW = 7
 /**
- * Column indices within a row: ops[i * DISK_ROW + DiskCol.X]. Map, for a write row
- * given to runNow(): 1 + the index in its `maps` of the mapping to copy into, or 0 for
- * pwrite; submit() ignores it.
+ * The shape of a submission row, from the addon: `rowWidth` numbers per row,
+ * `columns.X` the index of column X within it, `ops.X` the value of the op column.
+ * The map column, for a write row given to runInline(), is 1 + the index in its
+ * `maps` of the mapping to copy into, or 0 for pwrite; submit() ignores it.
  */
-export const enum DiskCol { Op = 0, Fd = 1, Arena = 2, Offset = 3, Length = 4, Position = 5, Map = 6 }
+export type UringLayout = NativeLayout['uring']
 
-export interface DiskRingCounters {
-  submitted: number
-  completed: number
-  submitCalls: number
-  inFlight: number
-  /** Requests performed synchronously by runNow(). */
-  ranNow: number
-  /** runNow() writes copied into a map of their file. */
-  mapped: number
-  /** runNow() writes given a map that pwrite did instead (the file shrank under it, the map was closed). */
-  mapFallbacks: number
+export function uringLayout (): UringLayout {
+  return loadNative().layout.uring
 }
 
-// Index of each counter in the Float64Array the addon writes (see disk_ring.cc).
-const SUBMITTED = 0
-const COMPLETED = 1
-const SUBMIT_CALLS = 2
-const IN_FLIGHT = 3
-const RAN_NOW = 4
-const MAPPED = 5
-const MAP_FALLBACKS = 6
+export type UringCounters = LiveCounters<UringCounterName>
 
-/** Read-only getters over the shared array: reading costs no native call. */
-class LiveCounters implements DiskRingCounters {
-  constructor (private readonly a: Float64Array) {}
-  get submitted (): number { return this.a[SUBMITTED] }
-  get completed (): number { return this.a[COMPLETED] }
-  get submitCalls (): number { return this.a[SUBMIT_CALLS] }
-  get inFlight (): number { return this.a[IN_FLIGHT] }
-  get ranNow (): number { return this.a[RAN_NOW] }
-  get mapped (): number { return this.a[MAPPED] }
-  get mapFallbacks (): number { return this.a[MAP_FALLBACKS] }
-  [Symbol.for('nodejs.util.inspect.custom')] (): DiskRingCounters { return this.toJSON() }
-  toJSON (): DiskRingCounters {
-    return {
-      submitted: this.submitted,
-      completed: this.completed,
-      submitCalls: this.submitCalls,
-      inFlight: this.inFlight,
-      ranNow: this.ranNow,
-      mapped: this.mapped,
-      mapFallbacks: this.mapFallbacks,
-    }
-  }
-}
+const COUNTER_NAMES: readonly UringCounterName[] = ['submitted', 'completed', 'submitCalls', 'inFlight', 'ranInline', 'mapped', 'mapFallbacks']
 
-export class DiskRing {
+export class Uring {
   /**
    * io_uring_queue_init(entries); entries is a power of two in 1..4096
    * (RangeError otherwise). Throws an Error with .code (ENOSYS, EPERM,
    * ENOMEM...) if io_uring is unavailable.
    */
-  static open (entries = 256): DiskRing {
-    return new DiskRing(new (loadNative().DiskRing)(entries))
+  static open (entries = 256): Uring {
+    return new Uring(new (loadNative().Uring)(entries))
   }
 
   /** = entries: rows per submit, completions per reap, and requests in flight at most. */
   readonly capacity: number
-  /** Row i = ops[i*7 .. i*7+6] = [op, fd, arenaId, arenaOffset, length, position, map]. */
+  /** Row i = ops[i * rowWidth ..] with the columns of uringLayout(). */
   readonly ops: Float64Array
+  readonly layout: UringLayout = uringLayout()
   /** tags[i] comes back in doneTags with row i's completion. */
   readonly tags: Uint32Array
   /** Filled by reap(): doneTags[i], doneResults[i] (bytes, or -errno). */
   readonly doneTags: Uint32Array
   readonly doneResults: Int32Array
   /** Live view of the shared counters. */
-  readonly counters: DiskRingCounters
+  readonly counters: UringCounters
   private closed = false
 
-  private constructor (private readonly native: NativeDiskRing) {
+  private constructor (private readonly native: NativeUring) {
     this.ops = native.ops
     this.tags = native.tags
     this.doneTags = native.doneTags
     this.doneResults = native.doneResults
     this.capacity = native.tags.length
-    this.counters = new LiveCounters(native.counters)
+    this.counters = liveCounters(native.counters, uringLayout().counters, COUNTER_NAMES)
   }
 
   /**
    * Registers a buffer the ring may read into / write from; returns its id.
-   * Held strongly until close(). Do not transfer/detach it afterwards.
+   * Held strongly until unregisterArena() or close(). Do not transfer/detach it meanwhile.
    */
   registerArena (buf: Buffer): number {
     return this.native.registerArena(buf)
+  }
+
+  /**
+   * Lets the ring forget an arena (its id may be given to another). Throws EBUSY
+   * while submitted requests that use it have not been reaped.
+   */
+  unregisterArena (id: number): void {
+    this.native.unregisterArena(id)
   }
 
   /**
@@ -129,8 +98,8 @@ export class DiskRing {
    * (no system call per write); pwrite does it where the mapping cannot (the file
    * shrank under it, the map is closed). The file's mtime moves as with pwrite.
    */
-  runNow (rows: Float64Array, results: Int32Array, count: number, maps?: FileMap[]): void {
-    this.native.runNow(rows, results, count, maps)
+  runInline (rows: Float64Array, results: Int32Array, count: number, maps?: FileMap[]): void {
+    this.native.runInline(rows, results, count, maps)
   }
 
   /** Non-blocking: copies up to capacity completions into doneTags/doneResults; returns the count (0 after close()). */

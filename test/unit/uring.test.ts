@@ -7,20 +7,50 @@ import { randomBytes } from 'crypto'
 import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
-import { DISK_ROW, DiskCol, DiskOp, DiskRing } from '../../src/store/disk-ring'
-import { mapFile, type FileMap } from '../../src/net/memory'
+import { Uring, uringLayout } from '../../src/native/uring'
+import { mapFile, type FileMap } from '../../src/native/memory'
+
+// Rows are written through the addon's own layout: the test restates no column numbers.
+const layout = uringLayout()
+const DISK_ROW = layout.rowWidth
+const DiskOp = { Read: layout.ops.read, Write: layout.ops.write, Fdatasync: layout.ops.fdatasync }
+const DiskCol = { Map: layout.columns.map }
+/** The same names inside a child process's script: Uring, DISK_ROW, DiskOp and rowOf. */
+const CHILD_URING = `
+    const { Uring, uringLayout } = require(${JSON.stringify(path.resolve(__dirname, '../../src/native/uring.js'))})
+    const layout = uringLayout()
+    const DISK_ROW = layout.rowWidth
+    const DiskOp = { Read: layout.ops.read, Write: layout.ops.write }
+    const rowOf = (op, fd, arena, offset, length, position, map = 0) => {
+      const row = new Array(DISK_ROW).fill(0), c = layout.columns
+      Object.assign(row, { [c.op]: op, [c.fd]: fd, [c.arena]: arena, [c.offset]: offset, [c.length]: length, [c.position]: position, [c.map]: map })
+      return row
+    }`
+/** A row [op, fd, arena, offset, length, position, map] in the addon's column order. */
+function rowOf (op: number, fd: number, arena: number, offset: number, length: number, position: number, map = 0): number[] {
+  const row = new Array<number>(DISK_ROW).fill(0)
+  const c = layout.columns
+  row[c.op] = op
+  row[c.fd] = fd
+  row[c.arena] = arena
+  row[c.offset] = offset
+  row[c.length] = length
+  row[c.position] = position
+  row[c.map] = map
+  return row
+}
 
 const EBADF = os.constants.errno.EBADF
 
 let unavailable: string | false = false
 try {
-  DiskRing.open(8).close()
+  Uring.open(8).close()
 } catch (err) {
   const e = err as NodeJS.ErrnoException
   if (!['ENOSYS', 'EPERM', 'EACCES', 'ENOMEM', 'EOPNOTSUPP'].includes(e.code ?? '')) throw err
   unavailable = `io_uring unavailable here (${e.message}); the disk ring is NOT tested`
-  console.error(`\n*** SKIPPING disk-ring tests: ${unavailable} ***\n`)
-  t.comment(`SKIPPING disk-ring tests: ${unavailable}`)
+  console.error(`\n*** SKIPPING io_uring tests: ${unavailable} ***\n`)
+  t.comment(`SKIPPING io_uring tests: ${unavailable}`)
 }
 
 /** t.test that skips, with the reason, when io_uring is unavailable. */
@@ -31,13 +61,13 @@ function test (name: string, fn: (t: tap.Test) => Promise<void> | void): void {
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvb-ring-'))
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
 
-function setRow (ring: DiskRing, i: number, op: DiskOp, fd: number, arena: number, offset: number, length: number, position: number, tag: number): void {
-  ring.ops.set([op, fd, arena, offset, length, position, 0], i * DISK_ROW)
+function setRow (ring: Uring, i: number, op: number, fd: number, arena: number, offset: number, length: number, position: number, tag: number): void {
+  ring.ops.set(rowOf(op, fd, arena, offset, length, position, 0), i * DISK_ROW)
   ring.tags[i] = tag
 }
 
 /** Reaps until `want` completions (tag -> result) are in `into`, waiting on onComplete when needed. */
-async function drain (ring: DiskRing, want: number, into = new Map<number, number>()): Promise<Map<number, number>> {
+async function drain (ring: Uring, want: number, into = new Map<number, number>()): Promise<Map<number, number>> {
   const take = (): void => {
     for (let n = ring.reap(); n > 0; n = ring.reap()) {
       for (let i = 0; i < n; i++) into.set(ring.doneTags[i], ring.doneResults[i])
@@ -61,7 +91,7 @@ t.teardown(() => { for (const p of places.slice(1)) fs.rmSync(p, { recursive: tr
 
 for (const where of places) {
   test(`200 x 4 KiB writes at random offsets, fdatasync, read back identical (${where})`, async t => {
-    const ring = DiskRing.open(256)
+    const ring = Uring.open(256)
     t.teardown(() => ring.close())
     t.equal(ring.capacity, 256)
     const file = path.join(where, 'data.bin')
@@ -92,51 +122,51 @@ for (const where of places) {
     t.ok(back.equals(data), 'read back byte-identical')
     const disk = fs.readFileSync(file)
     t.ok(pos.every((p, i) => disk.subarray(p, p + 4096).equals(data.subarray(i * 4096, (i + 1) * 4096))), 'file content matches')
-    t.same(JSON.parse(JSON.stringify(ring.counters)), { submitted: 2 * N + 1, completed: 2 * N + 1, submitCalls: 3, inFlight: 0, ranNow: 0, mapped: 0, mapFallbacks: 0 })
+    t.same(JSON.parse(JSON.stringify(ring.counters)), { submitted: 2 * N + 1, completed: 2 * N + 1, submitCalls: 3, inFlight: 0, ranInline: 0, mapped: 0, mapFallbacks: 0 })
   })
 }
 
-/** A zeroed file in RAM (where runNow is used), a ring and a registered arena, all undone at teardown. */
+/** A zeroed file in RAM (where runInline is used), a ring and a registered arena, all undone at teardown. */
 function nowFixture (t: tap.Test, name: string, fileBytes: number, entries: number, arenaBytes: number): {
-  file: string, fd: number, ring: DiskRing, arena: Buffer, id: number
+  file: string, fd: number, ring: Uring, arena: Buffer, id: number
 } {
   const file = path.join(places[places.length - 1], name)
   fs.writeFileSync(file, Buffer.alloc(fileBytes))
   const fd = fs.openSync(file, 'r+')
   t.teardown(() => fs.closeSync(fd))
-  const ring = DiskRing.open(entries)
+  const ring = Uring.open(entries)
   t.teardown(() => ring.close())
   const arena = Buffer.alloc(arenaBytes)
   return { file, fd, ring, arena, id: ring.registerArena(arena) }
 }
 
-test('runNow performs rows synchronously: writes, fdatasync, reads, short reads and errors', async t => {
+test('runInline performs rows synchronously: writes, fdatasync, reads, short reads and errors', async t => {
   const { file, fd, ring, arena, id } = nowFixture(t, 'now.bin', 64 * 1024, 16, 8 * 4096)
   const data = randomBytes(4 * 4096)
   data.copy(arena)
   const rows = new Float64Array(8 * DISK_ROW)
   const results = new Int32Array(8).fill(12345)
-  for (let i = 0; i < 4; i++) rows.set([DiskOp.Write, fd, id, i * 4096, 4096, (15 - i) * 4096], i * DISK_ROW)
-  rows.set([DiskOp.Fdatasync, fd, 0, 0, 0, 0], 4 * DISK_ROW)
-  ring.runNow(rows, results, 5)
+  for (let i = 0; i < 4; i++) rows.set(rowOf(DiskOp.Write, fd, id, i * 4096, 4096, (15 - i) * 4096), i * DISK_ROW)
+  rows.set(rowOf(DiskOp.Fdatasync, fd, 0, 0, 0, 0), 4 * DISK_ROW)
+  ring.runInline(rows, results, 5)
   t.same([...results.subarray(0, 5)], [4096, 4096, 4096, 4096, 0], 'four writes and a flush, done on return')
   const disk = fs.readFileSync(file)
   for (let i = 0; i < 4; i++) t.ok(disk.subarray((15 - i) * 4096, (16 - i) * 4096).equals(data.subarray(i * 4096, (i + 1) * 4096)), `write ${i} is in the file`)
   arena.fill(0)
-  rows.set([DiskOp.Read, fd, id, 0, 4096, 15 * 4096], 0)
-  rows.set([DiskOp.Read, fd, id, 4096, 8192, 15 * 4096], DISK_ROW)
-  rows.set([DiskOp.Read, -1, id, 0, 512, 0], 2 * DISK_ROW)
-  ring.runNow(rows, results, 3)
+  rows.set(rowOf(DiskOp.Read, fd, id, 0, 4096, 15 * 4096), 0)
+  rows.set(rowOf(DiskOp.Read, fd, id, 4096, 8192, 15 * 4096), DISK_ROW)
+  rows.set(rowOf(DiskOp.Read, -1, id, 0, 512, 0), 2 * DISK_ROW)
+  ring.runInline(rows, results, 3)
   t.same([...results.subarray(0, 3)], [4096, 4096, -EBADF], 'a read, a read short at EOF, a bad fd as -EBADF')
   t.ok(arena.subarray(0, 4096).equals(data.subarray(0, 4096)), 'read data lands in the arena')
-  t.equal(ring.counters.ranNow, 8)
+  t.equal(ring.counters.ranInline, 8)
   t.equal(ring.counters.submitted, 0, 'the ring itself was not used')
-  rows.set([DiskOp.Read, fd, id + 1, 0, 1, 0], 0)
-  t.throws(() => ring.runNow(rows, results, 1), RangeError, 'rows are validated like submit()')
-  t.throws(() => ring.runNow(rows, results, 9), RangeError, 'count bounded by the arrays')
+  rows.set(rowOf(DiskOp.Read, fd, id + 1, 0, 1, 0), 0)
+  t.throws(() => ring.runInline(rows, results, 1), RangeError, 'rows are validated like submit()')
+  t.throws(() => ring.runInline(rows, results, 9), RangeError, 'count bounded by the arrays')
 })
 
-test('runNow does rows that continue each other in one vectored call, each with its own result', async t => {
+test('runInline does rows that continue each other in one vectored call, each with its own result', async t => {
   // Scattered arena slots, contiguous file positions: frames of a sequential stream.
   const { file, fd, ring, arena, id } = nowFixture(t, 'vector.bin', 40 * 1024, 64, 64 * 1024)
   const data = randomBytes(32 * 1024)
@@ -145,13 +175,13 @@ test('runNow does rows that continue each other in one vectored call, each with 
   const slotOf = (i: number): number => ((i * 7) % 32) * 2048
   for (let i = 0; i < 32; i++) {
     data.copy(arena, slotOf(i), i * 1024, (i + 1) * 1024)
-    rows.set([DiskOp.Write, fd, id, slotOf(i), 1024, 4096 + i * 1024], i * DISK_ROW)
+    rows.set(rowOf(DiskOp.Write, fd, id, slotOf(i), 1024, 4096 + i * 1024), i * DISK_ROW)
   }
   // A gap, then a row on its own; then a flush ends the run.
-  rows.set([DiskOp.Write, fd, id, 63 * 1024, 512, 38 * 1024], 32 * DISK_ROW)
+  rows.set(rowOf(DiskOp.Write, fd, id, 63 * 1024, 512, 38 * 1024), 32 * DISK_ROW)
   arena.fill(0x5a, 63 * 1024, 63 * 1024 + 512)
-  rows.set([DiskOp.Fdatasync, fd, 0, 0, 0, 0], 33 * DISK_ROW)
-  ring.runNow(rows, results, 34)
+  rows.set(rowOf(DiskOp.Fdatasync, fd, 0, 0, 0, 0), 33 * DISK_ROW)
+  ring.runInline(rows, results, 34)
   t.same([...results.subarray(0, 34)], [...Array(32).fill(1024), 512, 0], 'each row reports its own length')
   const disk = fs.readFileSync(file)
   t.ok(disk.subarray(4096, 4096 + 32 * 1024).equals(data), 'the stream is in the file, in order')
@@ -161,8 +191,8 @@ test('runNow does rows that continue each other in one vectored call, each with 
   // Reads of the same stream run past the end of the file: the vector comes up
   // short, and every row still gets exactly what lies within the file.
   arena.fill(0)
-  for (let i = 0; i < 40; i++) rows.set([DiskOp.Read, fd, id, (i % 32) * 2048, 1024, 4096 + i * 1024], i * DISK_ROW)
-  ring.runNow(rows, results, 40)
+  for (let i = 0; i < 40; i++) rows.set(rowOf(DiskOp.Read, fd, id, (i % 32) * 2048, 1024, 4096 + i * 1024), i * DISK_ROW)
+  ring.runInline(rows, results, 40)
   t.same([...results.subarray(0, 40)], [...Array(36).fill(1024), 0, 0, 0, 0], 'rows past end of file read 0 bytes')
   // Rows 32-35 reuse the slots of rows 0-3; rows 36-39 read nothing.
   const expected = (slot: number): Buffer => slot < 4
@@ -172,7 +202,7 @@ test('runNow does rows that continue each other in one vectored call, each with 
   t.same(wrong, [], 'every read landed in its own slot with its own data')
 })
 
-test('runNow copies write rows into a writable map of their file, and stamps its mtime', async t => {
+test('runInline copies write rows into a writable map of their file, and stamps its mtime', async t => {
   const { file, fd, ring, arena, id } = nowFixture(t, 'mapped.bin', 64 * 1024, 16, 8 * 4096)
   const map = mapFile(fd, 64 * 1024, true)
   t.teardown(() => map.close())
@@ -185,8 +215,8 @@ test('runNow copies write rows into a writable map of their file, and stamps its
   const results = new Int32Array(8)
   // Three through the map (Map column 1 = maps[0]), scattered; one by pwrite (0).
   const positions = [12, 3, 7, 9].map(k => k * 4096)
-  for (let i = 0; i < 4; i++) rows.set([DiskOp.Write, fd, id, i * 4096, 4096, positions[i], i === 3 ? 0 : 1], i * DISK_ROW)
-  ring.runNow(rows, results, 4, [map])
+  for (let i = 0; i < 4; i++) rows.set(rowOf(DiskOp.Write, fd, id, i * 4096, 4096, positions[i], i === 3 ? 0 : 1), i * DISK_ROW)
+  ring.runInline(rows, results, 4, [map])
   t.same([...results.subarray(0, 4)], [4096, 4096, 4096, 4096], 'every row reports its length')
   t.same([ring.counters.mapped, ring.counters.mapFallbacks], [3, 0], 'three copied into the map')
   const disk = fs.readFileSync(file)
@@ -195,9 +225,9 @@ test('runNow copies write rows into a writable map of their file, and stamps its
   t.ok(fs.statSync(file).mtimeMs > longAgo.getTime() + 1000, 'the mtime moved, as pwrite would have moved it')
 
   rows[DiskCol.Map] = 2
-  t.throws(() => ring.runNow(rows, results, 1, [map]), RangeError, 'a map index past the maps given is refused')
+  t.throws(() => ring.runInline(rows, results, 1, [map]), RangeError, 'a map index past the maps given is refused')
   rows[DiskCol.Map] = 0.5
-  t.throws(() => ring.runNow(rows, results, 1, [map]), RangeError, 'a fractional map column is refused')
+  t.throws(() => ring.runInline(rows, results, 1, [map]), RangeError, 'a fractional map column is refused')
 })
 
 test('a write the map cannot take is done by pwrite: past the end of a shrunk file, map closed or read-only', async t => {
@@ -208,8 +238,8 @@ test('a write the map cannot take is done by pwrite: past the end of a shrunk fi
   const results = new Int32Array(4)
   const write = (position: number, fill: number, maps: FileMap[]): number => {
     arena.fill(fill, 0, 4096)
-    rows.set([DiskOp.Write, fd, id, 0, 4096, position, 1], 0)
-    ring.runNow(rows, results, 1, maps)
+    rows.set(rowOf(DiskOp.Write, fd, id, 0, 4096, position, 1), 0)
+    ring.runInline(rows, results, 1, maps)
     return results[0]
   }
   // Past the end of the file, only pwrite stores data as part of it (growing it). In
@@ -258,7 +288,7 @@ void t.test('a copy that faults (SIGBUS) is abandoned, and pwrite gives the real
   t.teardown(() => fs.closeSync(fd))
   const map = mapFile(fd, 64 * 1024, true)
   t.teardown(() => map.close())
-  const ring = DiskRing.open(4)
+  const ring = Uring.open(4)
   t.teardown(() => ring.close())
   const arena = Buffer.alloc(4096, 0x77)
   const id = ring.registerArena(arena)
@@ -274,12 +304,12 @@ void t.test('a copy that faults (SIGBUS) is abandoned, and pwrite gives the real
     if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err
   }
   fs.closeSync(ffd)
-  rows.set([DiskOp.Write, fd, id, 0, 4096, 16384, 1])
-  ring.runNow(rows, results, 1, [map])
+  rows.set(rowOf(DiskOp.Write, fd, id, 0, 4096, 16384, 1))
+  ring.runInline(rows, results, 1, [map])
   t.equal(results[0], -os.constants.errno.ENOSPC, 'ENOSPC, as pwrite reports it (and the process lives)')
   t.same([ring.counters.mapped, ring.counters.mapFallbacks], [0, 1], 'the copy faulted; pwrite answered')
   fs.rmSync(filler)
-  ring.runNow(rows, results, 1, [map])
+  ring.runInline(rows, results, 1, [map])
   t.equal(results[0], 4096, 'with room again, the write succeeds')
   t.equal(ring.counters.mapped, 1, 'through the map')
   t.ok(fs.readFileSync(file).subarray(16384, 20480).every(b => b === 0x77), 'and is in the file')
@@ -289,18 +319,18 @@ test('a SIGBUS outside a guarded copy still ends the process', async t => {
   // A child loads the addon, makes a guarded copy (which installs the handler), then
   // gets a SIGBUS of its own: the handler must not swallow it.
   const script = `
-    const { mapFile } = require(${JSON.stringify(path.resolve(__dirname, '../../src/net/memory.js'))})
-    const { DiskRing, DISK_ROW } = require(${JSON.stringify(path.resolve(__dirname, '../../src/store/disk-ring.js'))})
+    const { mapFile } = require(${JSON.stringify(path.resolve(__dirname, '../../src/native/memory.js'))})
+    ${CHILD_URING}
     const fs = require('fs')
     const file = ${JSON.stringify(path.join(dir, 'child.bin'))}
     fs.writeFileSync(file, Buffer.alloc(8192))
     const fd = fs.openSync(file, 'r+')
     const map = mapFile(fd, 8192, true)
-    const ring = DiskRing.open(4)
+    const ring = Uring.open(4)
     const arena = Buffer.alloc(4096, 7)
     const rows = new Float64Array(DISK_ROW)
-    rows.set([1, fd, ring.registerArena(arena), 0, 4096, 0, 1])
-    ring.runNow(rows, new Int32Array(1), 1, [map])
+    rows.set(rowOf(DiskOp.Write, fd, ring.registerArena(arena), 0, 4096, 0, 1))
+    ring.runInline(rows, new Int32Array(1), 1, [map])
     console.log('mapped', ring.counters.mapped)
     process.kill(process.pid, 'SIGBUS')
     setTimeout(() => console.log('survived'), 500)
@@ -316,7 +346,7 @@ test('a SIGBUS outside a guarded copy still ends the process', async t => {
 })
 
 test('reads beyond EOF are short, zero-length I/O completes with 0', async t => {
-  const ring = DiskRing.open(16)
+  const ring = Uring.open(16)
   t.teardown(() => ring.close())
   const file = path.join(dir, 'short.bin')
   fs.writeFileSync(file, Buffer.alloc(10000, 0xab))
@@ -339,7 +369,7 @@ test('reads beyond EOF are short, zero-length I/O completes with 0', async t => 
 })
 
 test('a bad fd completes with -EBADF instead of throwing', async t => {
-  const ring = DiskRing.open(8)
+  const ring = Uring.open(8)
   t.teardown(() => ring.close())
   const a = ring.registerArena(Buffer.alloc(4096))
   const roFd = fs.openSync(path.join(dir, 'ro'), 'w+')
@@ -358,7 +388,7 @@ test('a bad fd completes with -EBADF instead of throwing', async t => {
 })
 
 test('the ring holds at most capacity requests: submit returns a prefix, the caller retries', async t => {
-  const ring = DiskRing.open(8)
+  const ring = Uring.open(8)
   t.teardown(() => ring.close())
   const file = path.join(dir, 'full.bin')
   const content = randomBytes(20 * 512)
@@ -399,7 +429,7 @@ function fifo (name: string): string {
 }
 
 test('a stalled read does not hold up the requests submitted with it', async t => {
-  const ring = DiskRing.open(16)
+  const ring = Uring.open(16)
   t.teardown(() => ring.close())
   const stalled = fs.openSync(fifo('stall'), 'r+')
   t.teardown(() => fs.closeSync(stalled))
@@ -421,7 +451,7 @@ test('a stalled read does not hold up the requests submitted with it', async t =
 })
 
 test('onComplete fires for a completion that was not inline (pipe read)', async t => {
-  const ring = DiskRing.open(8)
+  const ring = Uring.open(8)
   t.teardown(() => ring.close())
   const fd = fs.openSync(fifo('p1'), 'r+') // O_RDWR: open does not block; blocking fd, so the ring polls it
   t.teardown(() => fs.closeSync(fd))
@@ -444,7 +474,7 @@ test('onComplete fires for a completion that was not inline (pipe read)', async 
 })
 
 test('onComplete registered after completions are already queued still fires', async t => {
-  const ring = DiskRing.open(8)
+  const ring = Uring.open(8)
   t.teardown(() => ring.close())
   const file = path.join(dir, 'late.bin')
   fs.writeFileSync(file, 'abc')
@@ -464,8 +494,8 @@ test('the process stays alive while I/O is in flight and exits by itself when id
   const pipe = fifo('p2')
   const child = spawn(process.execPath, ['-e', `
     const fs = require('fs')
-    const { DiskRing, DISK_ROW } = require(${JSON.stringify(path.resolve(__dirname, '../../src/store/disk-ring.js'))})
-    const ring = DiskRing.open(32) // room for the pipe read even if the writes are not reaped yet
+    ${CHILD_URING}
+    const ring = Uring.open(32) // room for the pipe read even if the writes are not reaped yet
     const buf = Buffer.alloc(65536)
     const a = ring.registerArena(buf)
     const file = fs.openSync(${JSON.stringify(path.join(dir, 'child.bin'))}, 'w+')
@@ -479,11 +509,11 @@ test('the process stays alive while I/O is in flight and exits by itself when id
         }
     })
     // Regular-file I/O first (mostly inline), reaped by the callback...
-    for (let i = 0; i < 16; i++) { ring.ops.set([1, file, a, i * 4096, 4096, i * 4096], i * DISK_ROW); ring.tags[i] = i }
+    for (let i = 0; i < 16; i++) { ring.ops.set(rowOf(DiskOp.Write, file, a, i * 4096, 4096, i * 4096), i * DISK_ROW); ring.tags[i] = i }
     ring.submit(16)
     // ...then a read only the parent can complete. Nothing else holds the loop.
     setImmediate(() => {
-      ring.ops.set([0, pipe, a, 0, 100, 0], 0); ring.tags[0] = 99
+      ring.ops.set(rowOf(DiskOp.Read, pipe, a, 0, 100, 0), 0); ring.tags[0] = 99
       console.log('submitted', ring.submit(1))
     })
     process.on('exit', () => console.log('exit', ring.counters.inFlight, ring.counters.completed))
@@ -511,8 +541,8 @@ test('the process stays alive while I/O is in flight and exits by itself when id
 test('an idle ring with onComplete registered does not keep the process alive', async t => {
   const started = Date.now()
   const child = spawn(process.execPath, ['-e', `
-    const { DiskRing } = require(${JSON.stringify(path.resolve(__dirname, '../../src/store/disk-ring.js'))})
-    const ring = DiskRing.open(8)
+    ${CHILD_URING}
+    const ring = Uring.open(8)
     ring.onComplete(() => {})
   `], { stdio: 'inherit' })
   const timer = setTimeout(() => child.kill('SIGKILL'), 4000)
@@ -523,7 +553,7 @@ test('an idle ring with onComplete registered does not keep the process alive', 
 })
 
 test('close() is idempotent, cancels a stuck read, and later use fails with EBADF', async t => {
-  const ring = DiskRing.open(8)
+  const ring = Uring.open(8)
   const fd = fs.openSync(fifo('p3'), 'r+')
   t.teardown(() => fs.closeSync(fd))
   const a = ring.registerArena(Buffer.alloc(64))
@@ -546,7 +576,7 @@ test('close() is idempotent, cancels a stuck read, and later use fails with EBAD
 })
 
 test('bad rows throw RangeError and queue nothing', t => {
-  const ring = DiskRing.open(8)
+  const ring = Uring.open(8)
   t.teardown(() => ring.close())
   const fd = fs.openSync(path.join(dir, 'bounds.bin'), 'w+')
   t.teardown(() => fs.closeSync(fd))
@@ -577,19 +607,19 @@ test('bad rows throw RangeError and queue nothing', t => {
   }
   t.throws(() => ring.submit(9), RangeError, 'count > capacity')
   t.throws(() => ring.submit(-1), RangeError)
-  t.same(JSON.parse(JSON.stringify(ring.counters)), { submitted: 0, completed: 0, submitCalls: 0, inFlight: 0, ranNow: 0, mapped: 0, mapFallbacks: 0 })
+  t.same(JSON.parse(JSON.stringify(ring.counters)), { submitted: 0, completed: 0, submitCalls: 0, inFlight: 0, ranInline: 0, mapped: 0, mapFallbacks: 0 })
   t.equal(ring.reap(), 0)
   t.end()
 })
 
 test('open() validates entries', t => {
-  for (const n of [0, 3, 6, 8192, 1.5, -8]) t.throws(() => DiskRing.open(n), RangeError, String(n))
-  const r = DiskRing.open()
+  for (const n of [0, 3, 6, 8192, 1.5, -8]) t.throws(() => Uring.open(n), RangeError, String(n))
+  const r = Uring.open()
   t.equal(r.capacity, 256)
   t.equal(r.ops.length, 256 * DISK_ROW)
   t.equal(r.doneResults.length, 256)
   r.close()
-  DiskRing.open(1).close()
-  DiskRing.open(4096).close()
+  Uring.open(1).close()
+  Uring.open(4096).close()
   t.end()
 })

@@ -1,7 +1,7 @@
 import fs from 'node:fs'
-import type { BlockRequest } from './backing-store'
+import type { BlockRequest } from './block-request'
 import type { DiskEngine } from './disk-engine'
-import type { FileMap } from '../net/memory'
+import type { FileMap } from '../native/memory'
 import { IoKind } from './ordering'
 
 /** The asynchronous calls the thread-pool engine makes; tests substitute slow or failing ones. */
@@ -23,21 +23,24 @@ export const nodeFsIo: BackingIo = {
  * Disk I/O in libuv's thread pool: every request is its own pread/pwrite on a pool
  * thread, so nothing waits for anything else, at the cost of two thread hand-offs each.
  */
-export class ThreadPoolDisk implements DiskEngine {
-  readonly memoryInline = false
+export class ThreadPoolEngine implements DiskEngine {
+  readonly inline = false
 
   constructor (private readonly io: BackingIo = nodeFsIo) {}
 
-  transfer (fd: number, req: BlockRequest, done: number, _memory: boolean, _map: FileMap | null): void {
+  transfer (fd: number, req: BlockRequest, done: number, _inline: boolean, _map: FileMap | null): void {
     const op = req.kind === IoKind.Read ? this.io.read : this.io.write
     op(fd, req.buffer, req.bufferOffset + done, req.length - done, req.offset + done, req.onTransfer)
   }
 
-  sync (fd: number, req: BlockRequest, _memory: boolean): void {
+  sync (fd: number, req: BlockRequest, _inline: boolean): void {
     this.io.fdatasync(fd, req.onSync)
   }
 
   kick (): void {}
+
+  // Node's fs calls hold their own reference to a buffer while they run.
+  async release (_buffer: Buffer): Promise<void> {}
 
   close (): void {}
 }

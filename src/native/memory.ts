@@ -1,4 +1,4 @@
-import { loadNative, type NativeFileMap } from './native'
+import { loadNative, type NativeFileMap } from './addon'
 
 /**
  * A page-aligned, zeroed Buffer of fresh anonymous memory (only touched pages become
@@ -6,6 +6,16 @@ import { loadNative, type NativeFileMap } from './native'
  */
 export function alignedBuffer (size: number): Buffer {
   return loadNative().alignedBuffer(size)
+}
+
+/**
+ * Unmaps an alignedBuffer() now rather than whenever it is garbage collected (a
+ * transmit arena reserves 64 MiB of address space): the Buffer is detached (length 0)
+ * first, so JS can never reach the freed pages. Nothing else may still use the memory
+ * (unregister it from io_uring first). False if it was not a live aligned buffer.
+ */
+export function releaseBuffer (buf: Buffer): boolean {
+  return loadNative().releaseBuffer(buf)
 }
 
 /**
@@ -22,10 +32,11 @@ export function copySmall (dst: Uint8Array, dstOffset: number, src: Uint8Array, 
  */
 export class CopyBatch {
   private readonly ranges: Uint32Array
+  private readonly rowWidth = loadNative().layout.copyRanges.rowWidth
   private count = 0
 
   constructor (readonly capacity: number) {
-    this.ranges = new Uint32Array(capacity * 3)
+    this.ranges = new Uint32Array(capacity * this.rowWidth)
   }
 
   get length (): number {
@@ -35,7 +46,7 @@ export class CopyBatch {
   /** Queues dst[dstOffset ..] = src[srcOffset .. +length); false when the batch is full. */
   add (dstOffset: number, srcOffset: number, length: number): boolean {
     if (this.count === this.capacity) return false
-    const at = this.count++ * 3
+    const at = this.count++ * this.rowWidth
     this.ranges[at] = dstOffset
     this.ranges[at + 1] = srcOffset
     this.ranges[at + 2] = length
@@ -54,9 +65,9 @@ export class CopyBatch {
 /**
  * A shared mapping of a file (or block device) that JavaScript never touches: it is
  * handed to PacketSocket.send() so the kernel copies reply data straight from the page
- * cache into the frame, and, when writable, to DiskRing.runNow() to copy write data
+ * cache into the frame, and, when writable, to Uring.runInline() to copy write data
  * into. A file truncated under the mapping cannot crash the process: the send fails
- * with EFAULT, and runNow's guarded copy falls back to pwrite.
+ * with EFAULT, and runInline's guarded copy falls back to pwrite.
  */
 export type FileMap = NativeFileMap
 

@@ -25,53 +25,63 @@
 namespace kvblade {
 namespace {
 
-// Layout of the shared arrays (mirrored in src/store/disk-ring.ts).
-enum Op { kRead = 0, kWrite = 1, kFdatasync = 2 };
-// kColMap: for a write row in runNow(), 1 + the index in runNow's `maps` of the
-// FileMap to copy the data into; 0 (pwrite) otherwise. submit() ignores it.
+// Layout of the shared arrays, exported to JS as layout.uring (see Init below):
+// the TypeScript side reads these names, it never restates the numbers.
+enum Op { kRead = 0, kWrite = 1, kFdatasync = 2, kNumOps };
+const char* const kOpNames[] = {"read", "write", "fdatasync"};
+// kColMap: for a write row in runInline(), 1 + the index in runInline's `maps` of
+// the FileMap to copy the data into; 0 (pwrite) otherwise. submit() ignores it.
 enum Col { kColOp, kColFd, kColArena, kColOffset, kColLength, kColPosition, kColMap, kRowWidth };
-// kMapped: runNow write rows copied into a map; kMapFallbacks: those pwrite did instead.
-enum Counter { kSubmitted, kCompleted, kSubmitCalls, kInFlight, kRunNow, kMapped, kMapFallbacks, kNumCounters };
+const char* const kColNames[] = {"op", "fd", "arena", "offset", "length", "position", "map"};
+// kMapped: runInline write rows copied into a map; kMapFallbacks: those pwrite did instead.
+enum Counter { kSubmitted, kCompleted, kSubmitCalls, kInFlight, kRanInline, kMapped, kMapFallbacks, kNumCounters };
+const char* const kCounterNames[] = {"submitted", "completed", "submitCalls", "inFlight", "ranInline", "mapped", "mapFallbacks"};
+static_assert(sizeof kOpNames / sizeof kOpNames[0] == kNumOps, "an op without a name");
+static_assert(sizeof kColNames / sizeof kColNames[0] == kRowWidth, "a column without a name");
+static_assert(sizeof kCounterNames / sizeof kCounterNames[0] == kNumCounters, "a counter without a name");
 
 constexpr uint32_t kMaxEntries = 4096;
 constexpr uint32_t kMaxIov = 1024;                  // IOV_MAX
 constexpr size_t kMaxVectorBytes = size_t{1} << 30;  // results are int32
 constexpr double kMaxPosition = 9007199254740992.0;  // 2^53: exact in a double
-// JS tags are 32 bits; anything above marks our own requests (cancel, and
-// liburing's internal timeouts), which reap() never reports.
-constexpr uint64_t kInternalData = uint64_t{1} << 32;
+// user_data of a request: the JS tag in the low 32 bits, 1 + its arena id above
+// (0 for fdatasync), so completions can be counted per arena. Bit 63 marks our own
+// requests (cancel, and liburing's internal timeouts), which reap() never reports.
+constexpr uint64_t kInternalData = uint64_t{1} << 63;
 
 bool IsUint(double v, double max) { return v >= 0 && v <= max && v == std::floor(v); }
 
 struct Arena {
-  uint8_t* data;
+  uint8_t* data;  // nullptr once unregistered
   size_t size;
   Napi::Reference<Napi::Value> ref;  // keeps the memory alive while the kernel may touch it
+  uint32_t in_flight;                // submitted requests reading or writing it
 };
 
-class DiskRing : public Napi::ObjectWrap<DiskRing> {
+class Uring : public Napi::ObjectWrap<Uring> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeDiskRing",
+    return DefineClass(env, "NativeUring",
                        {
-                           InstanceMethod<&DiskRing::RegisterArena>("registerArena"),
-                           InstanceMethod<&DiskRing::Submit>("submit"),
-                           InstanceMethod<&DiskRing::RunNow>("runNow"),
-                           InstanceMethod<&DiskRing::Reap>("reap"),
-                           InstanceMethod<&DiskRing::OnComplete>("onComplete"),
-                           InstanceMethod<&DiskRing::Close>("close"),
+                           InstanceMethod<&Uring::RegisterArena>("registerArena"),
+                           InstanceMethod<&Uring::UnregisterArena>("unregisterArena"),
+                           InstanceMethod<&Uring::Submit>("submit"),
+                           InstanceMethod<&Uring::RunInline>("runInline"),
+                           InstanceMethod<&Uring::Reap>("reap"),
+                           InstanceMethod<&Uring::OnComplete>("onComplete"),
+                           InstanceMethod<&Uring::Close>("close"),
                        });
   }
 
-  // new NativeDiskRing(entries). Sets this.ops (Float64Array, entries*6),
+  // new NativeUring(entries). Sets this.ops (Float64Array, entries * kRowWidth),
   // this.tags, this.doneTags (Uint32Array), this.doneResults (Int32Array),
   // this.counters (Float64Array).
-  explicit DiskRing(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DiskRing>(info) {
+  explicit Uring(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Uring>(info) {
     Napi::Env env = info.Env();
-    if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "NativeDiskRing(entries): entries must be a number");
+    if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "NativeUring(entries): entries must be a number");
     double e = info[0].As<Napi::Number>().DoubleValue();
     if (!IsUint(e, kMaxEntries) || e < 1 || (static_cast<uint32_t>(e) & (static_cast<uint32_t>(e) - 1)) != 0)
-      throw Napi::RangeError::New(env, "DiskRing entries must be a power of two in [1, 4096]");
+      throw Napi::RangeError::New(env, "Uring entries must be a power of two in [1, 4096]");
     capacity_ = static_cast<uint32_t>(e);
 
     // Default flags only: works on every io_uring kernel, and completions are
@@ -103,30 +113,52 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
     }
   }
 
-  ~DiskRing() override {
+  ~Uring() override {
     // Reached only if JS dropped the object without close() (or at exit).
     Shutdown();
   }
 
  private:
   void CheckOpen(Napi::Env env) {
-    if (!open_) throw ErrnoError(env, EBADF, "use", "disk ring is closed");
+    if (!open_) throw ErrnoError(env, EBADF, "use", "io_uring is closed");
   }
 
   // registerArena(buf) -> id. The arena must not be detached/transferred
-  // afterwards: we keep its data pointer.
+  // while registered: we keep its data pointer. Ids of unregistered arenas are reused.
   Napi::Value RegisterArena(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckOpen(env);
     if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
       throw Napi::TypeError::New(env, "registerArena(buf): buf must be a Buffer/Uint8Array");
     Napi::Uint8Array buf = info[0].As<Napi::Uint8Array>();
-    arenas_.push_back(Arena{buf.Data(), buf.ElementLength(), Napi::Persistent(buf.As<Napi::Value>())});
+    Arena arena{buf.Data(), buf.ElementLength(), Napi::Persistent(buf.As<Napi::Value>()), 0};
+    for (size_t id = 0; id < arenas_.size(); id++) {
+      if (arenas_[id].data != nullptr) continue;
+      arenas_[id] = std::move(arena);
+      return Napi::Number::New(env, static_cast<double>(id));
+    }
+    arenas_.push_back(std::move(arena));
     return Napi::Number::New(env, static_cast<double>(arenas_.size() - 1));
   }
 
+  // unregisterArena(id): drops our reference, so the memory can go. EBUSY while
+  // the kernel may still read or write it (submitted requests not yet reaped).
+  void UnregisterArena(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "unregisterArena(id): id must be a number");
+    double id = info[0].As<Napi::Number>().DoubleValue();
+    if (!IsUint(id, static_cast<double>(arenas_.size()) - 1) || arenas_[static_cast<size_t>(id)].data == nullptr)
+      throw Napi::RangeError::New(env, "unregisterArena: arena id is not registered");
+    Arena& a = arenas_[static_cast<size_t>(id)];
+    if (a.in_flight > 0)
+      throw ErrnoError(env, EBUSY, "unregisterArena", std::to_string(a.in_flight) + " requests still use the arena");
+    a.data = nullptr;
+    a.size = 0;
+    a.ref.Reset();
+  }
+
   // Throws RangeError naming the first bad row; called before anything is queued.
-  // max_map: the highest map column allowed (runNow: how many maps it was given).
+  // max_map: the highest map column allowed (runInline: how many maps it was given).
   void ValidateRows(Napi::Env env, const double* rows, uint32_t count, double max_map = INT32_MAX) {
     for (uint32_t i = 0; i < count; i++) {
       const double* row = rows + size_t{i} * kRowWidth;
@@ -140,7 +172,8 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
       if (!IsUint(map, max_map)) throw bad("map must be 0 or 1 + an index in the maps given");
       if (op == kFdatasync) continue;
       double id = row[kColArena], off = row[kColOffset], len = row[kColLength], pos = row[kColPosition];
-      if (!IsUint(id, static_cast<double>(arenas_.size()) - 1)) throw bad("arena id is not registered");
+      if (!IsUint(id, static_cast<double>(arenas_.size()) - 1) || arenas_[static_cast<size_t>(id)].data == nullptr)
+        throw bad("arena id is not registered");
       if (!IsUint(len, UINT32_MAX)) throw bad("length must be an integer in [0, 2^32)");
       if (!IsUint(off, kMaxPosition) || off + len > static_cast<double>(arenas_[static_cast<size_t>(id)].size))
         throw bad("arena offset+length lies outside the arena");
@@ -167,17 +200,20 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
       const double* row = ops_ + size_t{i} * kRowWidth;
       struct io_uring_sqe* sqe = io_uring_get_sqe(&ring_);  // cannot fail: space checked above
       int fd = static_cast<int>(row[kColFd]);
+      uint64_t arena_tag = 0;
       if (row[kColOp] == kFdatasync) {
         io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
       } else {
-        const Arena& a = arenas_[static_cast<size_t>(row[kColArena])];
+        auto id = static_cast<size_t>(row[kColArena]);
+        const Arena& a = arenas_[id];
         uint8_t* p = a.data + static_cast<size_t>(row[kColOffset]);
         auto len = static_cast<unsigned>(row[kColLength]);
         auto pos = static_cast<uint64_t>(row[kColPosition]);
         if (row[kColOp] == kRead) io_uring_prep_read(sqe, fd, p, len, pos);
         else io_uring_prep_write(sqe, fd, p, len, pos);
+        arena_tag = uint64_t{id + 1} << 32;
       }
-      io_uring_sqe_set_data64(sqe, tags_[i]);
+      io_uring_sqe_set_data64(sqe, arena_tag | tags_[i]);
     }
 
     int rc;
@@ -190,8 +226,12 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
     // then holds exactly the rows not queued.
     uint32_t taken = UnqueueLeftovers();
     if (rc < 0 && rc != -EAGAIN && rc != -EBUSY)
-      throw ErrnoError(env, -rc, "io_uring_submit", "disk ring");
+      throw ErrnoError(env, -rc, "io_uring_submit", "io_uring");
     uint32_t queued = n - taken;
+    for (uint32_t i = 0; i < queued; i++) {
+      const double* row = ops_ + size_t{i} * kRowWidth;
+      if (row[kColOp] != kFdatasync) arenas_[static_cast<size_t>(row[kColArena])].in_flight++;
+    }
     in_flight_ += queued;
     counters_[kSubmitted] += queued;
     counters_[kInFlight] = in_flight_;
@@ -199,7 +239,7 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
     return Napi::Number::New(env, queued);
   }
 
-  // runNow(rows, results, count, maps?): performs rows 0..count-1 of `rows` (same
+  // runInline(rows, results, count, maps?): performs rows 0..count-1 of `rows` (same
   // layout as ops) right here with pread/pwrite/fdatasync and writes each result
   // (bytes or -errno) into results[i]. For files on memory-backed file systems
   // (tmpfs): they never wait on a device, and they cannot be done inline by io_uring
@@ -207,10 +247,10 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
   // thread. A write row whose map column is 1 + k is copied into maps[k] (a writable
   // FileMap of the row's file) instead: no system call per write.
   // Arena ids are those of registerArena; nothing here touches the ring.
-  Napi::Value RunNow(const Napi::CallbackInfo& info) {
+  Napi::Value RunInline(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckOpen(env);
-    const char* usage = "runNow(rows: Float64Array, results: Int32Array, count: number, maps?: FileMap[])";
+    const char* usage = "runInline(rows: Float64Array, results: Int32Array, count: number, maps?: FileMap[])";
     if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
         !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array || !info[2].IsNumber() ||
         (info.Length() > 3 && !info[3].IsUndefined() && !info[3].IsArray()))
@@ -219,7 +259,7 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
     Napi::Int32Array results = info[1].As<Napi::Int32Array>();
     double c = info[2].As<Napi::Number>().DoubleValue();
     if (!IsUint(c, static_cast<double>(std::min(rows.ElementLength() / kRowWidth, results.ElementLength()))))
-      throw Napi::RangeError::New(env, "runNow: count exceeds the rows or results given");
+      throw Napi::RangeError::New(env, "runInline: count exceeds the rows or results given");
     uint32_t count = static_cast<uint32_t>(c);
     // The maps, looked up once per call. One that is closed or not writable leaves its
     // rows to pwrite.
@@ -275,7 +315,7 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
       if (m.written_fd >= 0) futimens(m.written_fd, kTouch);
     }
     maps_.clear();
-    counters_[kRunNow] += count;
+    counters_[kRanInline] += count;
     return Napi::Number::New(env, count);
   }
 
@@ -371,6 +411,8 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
       if (n == max) break;
       seen++;
       if (cqe->user_data >= kInternalData) continue;
+      size_t arena = cqe->user_data >> 32;
+      if (arena > 0 && arena <= arenas_.size()) arenas_[arena - 1].in_flight--;
       done_tags_[n] = static_cast<uint32_t>(cqe->user_data);
       done_results_[n] = cqe->res;
       n++;
@@ -392,11 +434,11 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
     if (poll_ != nullptr) return;
 
     int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (efd < 0) throw ErrnoError(env, errno, "eventfd", "disk ring");
+    if (efd < 0) throw ErrnoError(env, errno, "eventfd", "io_uring");
     int rc = io_uring_register_eventfd(&ring_, efd);
     if (rc < 0) {
       close(efd);
-      throw ErrnoError(env, -rc, "io_uring_register_eventfd", "disk ring");
+      throw ErrnoError(env, -rc, "io_uring_register_eventfd", "io_uring");
     }
     uv_loop_t* loop = nullptr;
     if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "no uv loop");
@@ -407,7 +449,7 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
       poll_ = nullptr;
       io_uring_unregister_eventfd(&ring_);
       close(efd);
-      throw ErrnoError(env, -rc, "uv_poll_init", "disk ring eventfd");
+      throw ErrnoError(env, -rc, "uv_poll_init", "io_uring eventfd");
     }
     efd_ = efd;
     poll_->data = this;
@@ -432,7 +474,7 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
   }
 
   static void PollCb(uv_poll_t* handle, int /*status*/, int /*events*/) {
-    auto* self = static_cast<DiskRing*>(handle->data);
+    auto* self = static_cast<Uring*>(handle->data);
     if (self == nullptr || !self->open_) return;
     eventfd_t ignored;
     eventfd_read(self->efd_, &ignored);  // re-arms: a later completion signals anew
@@ -507,8 +549,8 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
   struct io_uring ring_ {};
   bool open_ = false;
   uint32_t capacity_ = 0;
-  struct iovec iov_[kMaxIov];  // runNow's vectors
-  // runNow's maps, by the index rows give. size: the bytes of the file it may take
+  struct iovec iov_[kMaxIov];  // runInline's vectors
+  // runInline's maps, by the index rows give. size: the bytes of the file it may take
   // writes to, read at its first write row (sized); written_fd: a row was copied in.
   struct MapUse {
     MappedBytes file;
@@ -533,8 +575,13 @@ class DiskRing : public Napi::ObjectWrap<DiskRing> {
 
 }  // namespace
 
-void InitDiskRing(Napi::Env env, Napi::Object exports) {
-  exports.Set("DiskRing", DiskRing::Define(env));
+void InitUring(Napi::Env env, Napi::Object exports) {
+  exports.Set("Uring", Uring::Define(env));
+  Napi::Object layout = LayoutOf(env, exports, "uring");
+  layout.Set("rowWidth", Napi::Number::New(env, kRowWidth));
+  layout.Set("columns", IndexObject(env, kColNames, kRowWidth));
+  layout.Set("ops", IndexObject(env, kOpNames, kNumOps));
+  layout.Set("counters", IndexObject(env, kCounterNames, kNumCounters));
 }
 
 }  // namespace kvblade
