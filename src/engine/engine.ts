@@ -58,7 +58,7 @@ export class Engine implements Control {
   private readonly disk: DiskEngine
   private readonly warn: (message: string) => void
   private links: LinkTable | null = null
-  /** close() was called: commands queued from now on are refused. */
+  /** close() was called: commands from now on are refused (those queued before still run). */
   private closing = false
   private closed: Promise<void> | null = null
 
@@ -73,11 +73,10 @@ export class Engine implements Control {
     this.disk = options.disk ?? openDiskEngine(undefined, this.warn)
   }
 
+  /** Queues a control command behind the others; refused once close() has been called. */
   private exclusive<T> (command: () => Promise<T>): Promise<T> {
-    const run = this.commands.then(() => {
-      if (this.closing) throw new ControlError('EIO', 'the engine is shutting down')
-      return command()
-    })
+    if (this.closing) return Promise.reject(new ControlError('EIO', 'the engine is shutting down'))
+    const run = this.commands.then(command)
     this.commands = run.catch(() => {})
     return run
   }
@@ -214,12 +213,12 @@ export class Engine implements Control {
 
   /**
    * Stops serving, after the control commands already queued (an `add` opening its file
-   * finishes first; later ones are refused): closes every port, then every backing
-   * store once its I/O is done, then the disk engine.
+   * finishes first, so nothing it opens is left behind; later commands are refused):
+   * closes every port, then every backing store once its I/O is done, then the disk engine.
    */
   close (): Promise<void> {
+    this.closing = true
     this.closed ??= this.commands.then(async () => {
-      this.closing = true
       const ports = [...this.ports.values()]
       this.ports.clear()
       const stores = [...new Set([...this.targets.values()].map(t => t.store))]
@@ -231,7 +230,6 @@ export class Engine implements Control {
       this.disk.close()
       this.links?.close()
     })
-    this.closing = true
     return this.closed
   }
 }

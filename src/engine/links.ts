@@ -19,13 +19,16 @@ export interface KnownLink extends LinkState {
   present: boolean
 }
 
+/** Where link records come from: the kernel (LinkMonitor), or a test. */
+export type LinkSource = Pick<LinkMonitor, 'dump' | 'poll' | 'onChange' | 'close'>
+
 export class LinkTable {
   /** One object per name for the life of the table: holders see every change. */
   private readonly byName = new Map<string, KnownLink>()
   private readonly nameOf = new Map<number, string>()
   private readonly listeners: Array<(link: KnownLink) => void> = []
 
-  private constructor (private readonly monitor: LinkMonitor) {
+  constructor (private readonly monitor: LinkSource) {
     this.apply(monitor.dump(), false)
     monitor.onChange(() => this.sync())
   }

@@ -44,6 +44,8 @@ export class Port {
   private readonly warn: (message: string) => void
   private closed = false
   private closing: Promise<void> | null = null
+  /** The link was brought up to date in this batch. */
+  private linkSynced = false
 
   constructor (readonly io: FrameIo, private readonly options: PortOptions) {
     this.warn = options.warn ?? (msg => debug('%s', msg))
@@ -120,6 +122,7 @@ export class Port {
     const offsets = io.rxOffsets
     const lengths = io.rxLengths
     this.tx.inBatch = true
+    this.linkSynced = false
     this.exchanges.openBatch(rx)
     try {
       for (let i = 0; i < n; i++) {
@@ -157,7 +160,10 @@ export class Port {
       return
     }
     // The link as it is now: pending link events are read once per batch with a query.
-    if (h.command === Command.QueryConfig) this.io.syncLink?.()
+    if (h.command === Command.QueryConfig && !this.linkSynced) {
+      this.linkSynced = true
+      this.io.syncLink?.()
+    }
     let matched = false
     const targets = this.targets
     for (let i = 0; i < targets.length; i++) {

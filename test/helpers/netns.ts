@@ -54,19 +54,35 @@ export class TestNetwork {
     try {
       await must('ip', ['netns', 'add', ns])
       await must('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
-      for (const l of links) {
-        await must('ip', ['link', 'add', l.target, 'type', 'veth', 'peer', 'name', l.initiator, 'netns', ns])
-        await run('sysctl', ['-qw', `net.ipv6.conf.${l.target}.disable_ipv6=1`])
-        await run('ip', ['netns', 'exec', ns, 'sysctl', '-qw', `net.ipv6.conf.${l.initiator}.disable_ipv6=1`])
-        await net.setMtu(l, mtu)
-        await must('ip', ['link', 'set', l.target, 'up'])
-        await must('ip', ['-n', ns, 'link', 'set', l.initiator, 'up'])
-      }
+      for (const l of links) await net.addLink(l, mtu)
     } catch (err) {
       await net.destroy()
       throw err
     }
     return net
+  }
+
+  private async addLink (l: VethPair, mtu: number): Promise<void> {
+    await must('ip', ['link', 'add', l.target, 'type', 'veth', 'peer', 'name', l.initiator, 'netns', this.ns])
+    await run('sysctl', ['-qw', `net.ipv6.conf.${l.target}.disable_ipv6=1`])
+    await run('ip', ['netns', 'exec', this.ns, 'sysctl', '-qw', `net.ipv6.conf.${l.initiator}.disable_ipv6=1`])
+    await this.setMtu(l, mtu)
+    await must('ip', ['link', 'set', l.target, 'up'])
+    await must('ip', ['-n', this.ns, 'link', 'set', l.initiator, 'up'])
+  }
+
+  /** Deletes a pair (both ends): its interfaces are gone, as when a NIC is unplugged. */
+  async removeLink (l: VethPair): Promise<void> {
+    await must('ip', ['link', 'del', l.target])
+  }
+
+  /** Makes a pair of the same names again (new interfaces, new index and MAC), up. */
+  async recreateLink (l: VethPair, mtu = 1500): Promise<void> {
+    await this.addLink(l, mtu)
+  }
+
+  async setLinkUp (l: VethPair, up: boolean): Promise<void> {
+    await must('ip', ['link', 'set', l.target, up ? 'up' : 'down'])
   }
 
   async setMtu (l: VethPair, mtu: number): Promise<void> {

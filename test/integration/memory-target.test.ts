@@ -112,6 +112,17 @@ if (unavailable !== null) {
       t.ok((await a.read(target, 1000, 256, 2, 64)).equals(hostData), 'the daemon serves on')
     })
 
+    await t.test('a read from the map of a file truncated underneath gets an ATA error, not silence', async t => {
+      // The daemon does not know the file shrank: the kernel's copy from the map fails
+      // when the reply is sent, and the reply becomes an error instead of being lost.
+      fs.truncateSync(disk, 4 << 20)
+      const gone = await a.ata(target, 0x24, (6 << 20) / SECTOR, 2, { tries: 1 })
+      t.equal(gone.status & 0x01, 0x01, 'ERR')
+      t.equal(gone.error, 0x40, 'UNC')
+      fs.truncateSync(disk, 8 << 20)
+      t.equal((await a.ata(target, 0x24, 0, 2)).status, 0x40, 'the daemon serves on')
+    })
+
     await t.test('a read past the end is refused, not sent from beyond the map', async t => {
       const r = await a.ata(target, 0x24, (8 << 20) / SECTOR - 1, 2)
       t.equal(r.status & 0x01, 0x01, 'ERR')

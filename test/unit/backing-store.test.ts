@@ -5,12 +5,12 @@ import os from 'node:os'
 import path from 'node:path'
 import { BackingStore } from '../../src/store/backing-store'
 import { BlockRequest } from '../../src/store/block-request'
-import type { DiskEngine } from '../../src/store/disk-engine'
 import type { FileMap } from '../../src/native/memory'
 import { IoKind } from '../../src/store/ordering'
 import { UringEngine } from '../../src/store/uring-engine'
 import { ThreadPoolEngine } from '../../src/store/thread-pool-engine'
 import { run } from '../helpers/exec'
+import { HeldEngine } from '../helpers/held-engine'
 
 const disk = new ThreadPoolEngine()
 const dir = fs.mkdtempSync(path.join('/var/tmp', 'kvb-store-'))
@@ -77,31 +77,12 @@ function write (offset: number, data: Buffer): Request {
   return req
 }
 
-/** An engine that completes inline (like io_uring's for files in RAM), but only when the test says so. */
-class HeldInlineEngine implements DiskEngine {
-  readonly inline = true
-  readonly held: Array<() => void> = []
-  transfer (fd: number, req: BlockRequest, done: number): void {
-    this.held.push(() => {
-      const n = req.kind === IoKind.Read
-        ? fs.readSync(fd, req.buffer, req.bufferOffset + done, req.length - done, req.offset + done)
-        : fs.writeSync(fd, req.buffer, req.bufferOffset + done, req.length - done, req.offset + done)
-      req.onTransfer(null, n)
-    })
-  }
-
-  sync (_fd: number, req: BlockRequest): void { this.held.push(() => req.onSync(null)) }
-  kick (): void { for (const run of this.held.splice(0)) run() }
-  async release (): Promise<void> {}
-  close (): void {}
-}
-
 t.test('a file in RAM under an inline engine gets a map; close() waits for reads answered from it', async t => {
   const where = fs.mkdtempSync('/dev/shm/kvb-map-')
   t.teardown(() => fs.rmSync(where, { recursive: true, force: true }))
   const file = path.join(where, 'm.img')
   fs.writeFileSync(file, Buffer.alloc(8192, 7))
-  const inline = new HeldInlineEngine()
+  const inline = new HeldEngine(true, true)
   const store = await BackingStore.open(file, inline)
   t.ok(store.inRam)
   t.ok(store.inline, 'its requests complete inline')
@@ -147,7 +128,7 @@ t.test('a read answered from the map never sees a later write, and always sees a
   t.teardown(() => fs.rmSync(where, { recursive: true, force: true }))
   const file = path.join(where, 'o.img')
   fs.writeFileSync(file, Buffer.alloc(64 * 1024, 1))
-  const engine = new HeldInlineEngine()
+  const engine = new HeldEngine(true, true)
   const store = await BackingStore.open(file, engine)
   t.teardown(() => store.close())
 
@@ -192,9 +173,7 @@ t.test('a read answered from the map never sees a later write, and always sees a
   store.submit(w1)
   store.submit(r)
   store.submit(w2)
-  engine.kick() // w1
-  engine.kick() // r, read into its buffer since w2 waits for it
-  engine.kick() // w2
+  engine.kick() // w1, then r (read into its buffer, since w2 waits for it), then w2
   t.equal(await r.completed, null)
   t.equal(r.mappedFrom, null, 'a read a later write waits for is not left to the map')
   t.ok(r.buffer.every(b => b === 5), 'it read the first write, not the second')

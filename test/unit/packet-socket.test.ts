@@ -233,11 +233,14 @@ if (!isRoot) {
     t.equal(a.send(buf, offsets, lengths, 3), 3, 'the failed frame counts as consumed')
     t.equal(a.counters.txFrames, 2)
     t.equal(a.counters.txErrors, 1, 'EMSGSIZE counted')
+    t.same([...a.sendFailures.subarray(0, 3)], [1, 1, 90], 'and listed: one failure, frame 1, EMSGSIZE')
     const got: Buffer[] = []
     await waitFor('2 frames', () => { drain(b, got); return got.length >= 2 })
     await sleep(30)
     drain(b, got)
     t.same(got, [ok1, ok2])
+    t.equal(a.send(buf, offsets, lengths, 1), 1)
+    t.equal(a.sendFailures[0], 0, 'the failure list is per call')
   })
 
   t.test('a full socket buffer makes send() short and onWritable resumes it', async t => {
@@ -416,7 +419,12 @@ if (!isRoot) {
   t.test('close() is idempotent, stops callbacks and lets the process exit', async t => {
     const s = PacketSocket.open(ifA, { netns: netnsA })
     s.onReadable(() => {})
+    const ringBytes = s.rx.length
+    const mapsBefore = fs.readFileSync('/proc/self/maps', 'utf8').split('\n').length
     s.close()
+    t.ok(ringBytes > 0)
+    t.equal(s.rx.length, 0, 'the receive ring is detached: stray reads see nothing, never freed memory')
+    t.ok(fs.readFileSync('/proc/self/maps', 'utf8').split('\n').length < mapsBefore, 'and unmapped at once')
     t.doesNotThrow(() => s.close(), 'second close is a no-op')
     t.equal(s.fd, -1)
     t.throws(() => s.recv(), { code: 'EBADF' }, 'recv after close says so')

@@ -473,6 +473,25 @@ test('onComplete fires for a completion that was not inline (pipe read)', async 
   t.equal(calls, 1)
 })
 
+test('an arena is unregistered only once the kernel is done with it; its id is reused', async t => {
+  const ring = Uring.open(8)
+  t.teardown(() => ring.close())
+  const fd = fs.openSync(fifo('p-unreg'), 'r+')
+  t.teardown(() => fs.closeSync(fd))
+  const buf = Buffer.alloc(64)
+  const a = ring.registerArena(buf)
+  setRow(ring, 0, DiskOp.Read, fd, a, 0, 64, 0, 7)
+  t.equal(ring.submit(1), 1)
+  t.throws(() => ring.unregisterArena(a), { code: 'EBUSY' }, 'refused while a read may still write into it')
+  fs.writeSync(fd, 'done')
+  await drain(ring, 1)
+  ring.unregisterArena(a)
+  t.throws(() => ring.unregisterArena(a), RangeError, 'twice is an error')
+  setRow(ring, 0, DiskOp.Read, fd, a, 0, 64, 0, 8)
+  t.throws(() => ring.submit(1), RangeError, 'a row naming it is refused')
+  t.equal(ring.registerArena(Buffer.alloc(16)), a, 'the id goes to the next arena')
+})
+
 test('onComplete registered after completions are already queued still fires', async t => {
   const ring = Uring.open(8)
   t.teardown(() => ring.close())

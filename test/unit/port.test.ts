@@ -1,0 +1,260 @@
+/**
+ * The packet loop (src/engine/port.ts) over a FrameIo in memory: batching, replies after
+ * the batch, arrival order of overlapping requests on every store path, the receive-ring
+ * rule, slot exhaustion, a full socket, failures of the disk engine and of a mapped send.
+ * No root, no network: the frames are built in memory and the replies captured at send
+ * time (map data included), the backing files are real.
+ */
+import t from 'tap'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import { BackingStore } from '../../src/store/backing-store'
+import type { DiskEngine } from '../../src/store/disk-engine'
+import { UringEngine, type UringBinding } from '../../src/store/uring-engine'
+import { ThreadPoolEngine } from '../../src/store/thread-pool-engine'
+import { Uring } from '../../src/native/uring'
+import { AddressState } from '../../src/engine/address-state'
+import { Port } from '../../src/engine/port'
+import { Target } from '../../src/engine/target'
+import { TX_SLOTS } from '../../src/engine/transmit'
+import { FakeFrameIo } from '../helpers/fake-frame-io'
+import { HeldEngine } from '../helpers/held-engine'
+import { ataFrame, configFrame, configOf, decodeReply, type DecodedReply } from '../helpers/frames'
+
+const SECTOR = 512
+const READ = 0x24
+const WRITE = 0x34
+
+let uringMissing: string | false = false
+try {
+  Uring.open(2).close()
+} catch (err) {
+  uringMissing = `io_uring unavailable: ${(err as Error).message}`
+  process.stderr.write(`\n*** SKIPPING the io_uring packet-loop tests: ${uringMissing} ***\n\n`)
+}
+const shmMissing = fs.existsSync('/dev/shm') ? false : 'no /dev/shm (tmpfs) here'
+if (shmMissing !== false) process.stderr.write(`\n*** SKIPPING the RAM-file packet-loop tests: ${shmMissing} ***\n\n`)
+
+interface Rig {
+  io: FakeFrameIo
+  port: Port
+  target: Target
+  store: BackingStore
+  file: string
+  warnings: string[]
+  /** Waits until `n` replies have been sent in all (the disk may answer later). */
+  replies (n: number): Promise<DecodedReply[]>
+}
+
+const dirs: string[] = []
+t.teardown(() => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: true }) })
+
+/** A file of `bytes` (filled with 0x11, or sparse), a store on it, one target on a port over a fake FrameIo. */
+async function rig (t: { teardown: (fn: () => unknown) => void }, where: string, disk: DiskEngine, opts: { bytes?: number, sparse?: boolean } = {}): Promise<Rig> {
+  const dir = fs.mkdtempSync(path.join(where, 'kvb-port-'))
+  dirs.push(dir)
+  const file = path.join(dir, 'disk.img')
+  const bytes = opts.bytes ?? 1 << 20
+  if (opts.sparse === true) {
+    fs.writeFileSync(file, '')
+    fs.truncateSync(file, bytes)
+  } else {
+    fs.writeFileSync(file, Buffer.alloc(bytes, 0x11))
+  }
+  const store = await BackingStore.open(file, disk)
+  const io = new FakeFrameIo()
+  if (store.map !== null) io.mapFile(store.map, store.fd)
+  const warnings: string[] = []
+  const port = new Port(io, { disk, warn: m => warnings.push(m) })
+  const target = new Target(9, 0, io.link.name, store, new AddressState(), 64, () => io.link.mtu)
+  port.addTarget(target)
+  t.teardown(async () => {
+    port.removeTarget(target)
+    await port.close()
+    await store.close()
+  })
+  const replies = async (n: number): Promise<DecodedReply[]> => {
+    for (let i = 0; i < 500 && io.sent.length < n; i++) await new Promise(resolve => setTimeout(resolve, 4))
+    if (io.sent.length < n) throw new Error(`${io.sent.length} replies, expected ${n}`)
+    return io.sent.map(decodeReply)
+  }
+  return { io, port, target, store, file, warnings, replies }
+}
+
+function byTag (replies: DecodedReply[], tag: number): DecodedReply {
+  const r = replies.find(x => x.header.tag === tag)
+  if (r === undefined) throw new Error(`no reply with tag ${tag}`)
+  return r
+}
+
+/** The store paths: which engine, where the file lives, whether it is sparse. */
+function paths (): Array<{ name: string, where: string, engine: () => DiskEngine, sparse?: boolean, skip: string | false }> {
+  return [
+    { name: 'a file in RAM, read from its map (io_uring engine, inline)', where: '/dev/shm', engine: () => UringEngine.open(256), skip: uringMissing || shmMissing },
+    { name: 'a sparse file in RAM, pread inline', where: '/dev/shm', engine: () => UringEngine.open(256), sparse: true, skip: uringMissing || shmMissing },
+    { name: 'a file on disk through io_uring', where: '/var/tmp', engine: () => UringEngine.open(256), skip: uringMissing },
+    { name: 'a file on disk through the thread pool', where: '/var/tmp', engine: () => new ThreadPoolEngine(), skip: false },
+  ]
+}
+
+t.test('a batch is answered after it is read, its replies in one send', { skip: uringMissing || shmMissing }, async t => {
+  const engine = UringEngine.open(256)
+  t.teardown(() => engine.close())
+  const r = await rig(t, '/dev/shm', engine)
+  const frames = [configFrame(9, 0).frame]
+  for (let i = 0; i < 40; i++) frames.push(ataFrame(9, 0, READ, i * 2, 2).frame)
+  r.io.deliver(frames)
+  t.equal(r.io.sendCalls.length, 1, 'one send call')
+  t.equal(r.io.sendCalls[0].length, 41, 'carrying every reply of the batch')
+  t.equal(r.port.exchangeCounters.ringViolations, 0)
+})
+
+for (const p of paths()) {
+  t.test(`arrival order of overlapping requests: ${p.name}`, { skip: p.skip }, async t => {
+    const engine = p.engine()
+    t.teardown(() => (engine as { close: () => void }).close())
+    const r = await rig(t, p.where, engine, { sparse: p.sparse })
+    if (p.name.includes('its map')) t.not(r.store.map, null, 'the store is mapped')
+    let expected = 0
+    const checks: Array<{ tag: number, want: Buffer, what: string }> = []
+    // Pairs in one batch, both directions, at distinct LBAs: read then write must return
+    // the old bytes, write then read the new ones.
+    for (let burst = 0; burst < 3; burst++) {
+      const frames: Buffer[] = []
+      for (let i = 0; i < 16; i++) {
+        const lba = burst * 64 + i * 4
+        const before = Buffer.from(fs.readFileSync(r.file).subarray(lba * SECTOR, (lba + 2) * SECTOR))
+        const data = crypto.randomBytes(2 * SECTOR)
+        if (i % 2 === 0) {
+          const rd = ataFrame(9, 0, READ, lba, 2)
+          frames.push(rd.frame, ataFrame(9, 0, WRITE, lba, 2, { data }).frame)
+          checks.push({ tag: rd.tag, want: before, what: `read then write at ${lba}: the old data` })
+        } else {
+          const rd = ataFrame(9, 0, READ, lba, 2)
+          frames.push(ataFrame(9, 0, WRITE, lba, 2, { data }).frame, rd.frame)
+          checks.push({ tag: rd.tag, want: data, what: `write then read at ${lba}: the new data` })
+        }
+      }
+      expected += frames.length
+      r.io.deliver(frames)
+      await r.replies(expected)
+    }
+    const replies = await r.replies(expected)
+    const wrong = checks.filter(c => !byTag(replies, c.tag).data.subarray(0, 2 * SECTOR).equals(c.want)).map(c => c.what)
+    t.same(wrong, [], `${checks.length} pairs in arrival order`)
+    t.ok(replies.every(x => (x.status & 0x01) === 0), 'no errors')
+    t.equal(r.port.exchangeCounters.ringViolations, 0, 'no request used the ring after its batch')
+    t.equal(r.target.busy, 0, 'nothing left in flight')
+  })
+}
+
+t.test('write data taken from the receive ring is used only inside its batch', { skip: shmMissing }, async t => {
+  // An engine that claims to complete inline but holds requests: the first write breaks
+  // the ring rule (and is counted), the second, waiting for the first, is copied out of
+  // the ring at the end of the batch and lands intact although the ring is reused.
+  const engine = new HeldEngine(true)
+  const r = await rig(t, '/dev/shm', engine)
+  const first = crypto.randomBytes(2 * SECTOR)
+  const second = crypto.randomBytes(2 * SECTOR)
+  r.io.deliver([ataFrame(9, 0, WRITE, 8, 2, { data: first }).frame, ataFrame(9, 0, WRITE, 8, 2, { data: second }).frame])
+  t.equal(r.port.exchangeCounters.ringViolations, 1, 'a started request still on the ring at the end of its batch is caught')
+  t.equal(r.port.exchangeCounters.ringCopies, 1, 'the waiting one was copied out of the ring')
+  r.io.deliver([]) // the ring goes back to the "kernel", which scribbles over it
+  engine.runHeld()
+  await r.replies(2)
+  t.ok(fs.readFileSync(r.file).subarray(8 * SECTOR, 10 * SECTOR).equals(second), 'the later write is what the file holds, intact')
+})
+
+t.test('when every slot is taken, requests are dropped and counted, and serving resumes', async t => {
+  const engine = new HeldEngine(false)
+  const r = await rig(t, '/var/tmp', engine)
+  let sent = 0
+  for (let batch = 0; batch < TX_SLOTS / 256 + 1; batch++) {
+    const frames = []
+    for (let i = 0; i < 256; i++) frames.push(ataFrame(9, 0, READ, (i % 1000) * 2, 2).frame)
+    r.io.deliver(frames)
+    sent += frames.length
+  }
+  t.equal(r.target.busy, TX_SLOTS, 'every slot waits on the disk')
+  t.equal(r.port.stats().sendErrors, sent - TX_SLOTS, 'the rest were dropped and counted')
+  engine.runHeld()
+  await r.replies(TX_SLOTS)
+  t.equal(r.target.busy, 0)
+  const again = ataFrame(9, 0, READ, 0, 2)
+  r.io.deliver([again.frame])
+  engine.runHeld()
+  const replies = await r.replies(TX_SLOTS + 1)
+  t.equal(byTag(replies, again.tag).status, 0x40, 'a new request is served')
+})
+
+t.test('a full socket holds replies in order, and a held mapped read keeps its data', { skip: uringMissing || shmMissing }, async t => {
+  const engine = UringEngine.open(64)
+  t.teardown(() => engine.close())
+  const r = await rig(t, '/dev/shm', engine)
+  t.not(r.store.map, null)
+  r.io.room = 0
+  const reads = [0, 2, 4].map(lba => ataFrame(9, 0, READ, lba, 2))
+  r.io.deliver(reads.map(x => x.frame))
+  t.equal(r.io.sent.length, 0, 'nothing left: the socket is full')
+  // A later batch writes the sectors of the first read while its reply still waits.
+  const data = crypto.randomBytes(2 * SECTOR)
+  const w = ataFrame(9, 0, WRITE, 0, 2, { data })
+  r.io.deliver([w.frame])
+  r.io.drain()
+  const replies = await r.replies(4)
+  t.same(replies.map(x => x.header.tag), [...reads.map(x => x.tag), w.tag], 'replies leave in the order they were queued')
+  t.ok(byTag(replies, reads[0].tag).data.subarray(0, 2 * SECTOR).every(b => b === 0x11), 'the held read still carries the data from before the write')
+  t.ok(fs.readFileSync(r.file).subarray(0, 2 * SECTOR).equals(data), 'and the write landed')
+})
+
+t.test('a read from the map of a file truncated underneath gets an ATA error', { skip: uringMissing || shmMissing }, async t => {
+  const engine = UringEngine.open(64)
+  t.teardown(() => engine.close())
+  const r = await rig(t, '/dev/shm', engine)
+  t.not(r.store.map, null)
+  fs.truncateSync(r.file, 64 * 1024)
+  const gone = ataFrame(9, 0, READ, 1000, 2)
+  const kept = ataFrame(9, 0, READ, 10, 2)
+  r.io.deliver([gone.frame, kept.frame])
+  const replies = await r.replies(2)
+  t.same([byTag(replies, gone.tag).status, byTag(replies, gone.tag).error], [0x41, 0x40], 'ERR with UNC, not silence')
+  t.equal(byTag(replies, kept.tag).status, 0x40, 'a read of what is left still works')
+  t.equal(r.target.errors, 1, 'counted as an error')
+})
+
+t.test('a failing io_uring becomes ATA errors, and the loop keeps serving', { skip: uringMissing }, async t => {
+  const ring = Uring.open(64)
+  let failSubmits = 1
+  const failing: UringBinding = Object.assign(Object.create(ring) as Uring, {
+    submit (count: number): number {
+      if (failSubmits-- > 0) throw Object.assign(new Error('io_uring_submit: injected failure (ENOMEM)'), { code: 'ENOMEM', errno: -12 })
+      return ring.submit(count)
+    },
+  })
+  const warnings: string[] = []
+  const engine = new UringEngine(failing, m => warnings.push(m))
+  t.teardown(() => engine.close())
+  const r = await rig(t, '/var/tmp', engine)
+  const frames = [0, 2, 4, 6].map(lba => ataFrame(9, 0, READ, lba, 2))
+  r.io.deliver(frames.map(x => x.frame))
+  const replies = await r.replies(4)
+  t.ok(frames.every(f => (byTag(replies, f.tag).status & 0x01) !== 0), 'each request got an ATA error')
+  t.equal(r.target.busy, 0, 'nothing is stranded')
+  t.match(warnings.join('\n'), /io_uring submit failed, 4 disk requests fail: .*injected failure/, 'and it was logged')
+  const again = ataFrame(9, 0, READ, 0, 2)
+  r.io.deliver([again.frame])
+  t.equal(byTag(await r.replies(5), again.tag).status, 0x40, 'the next request is served')
+})
+
+t.test('link facts come from the link state: one sync per batch of queries, not one per frame', async t => {
+  const r = await rig(t, '/var/tmp', new ThreadPoolEngine())
+  const frames = []
+  for (let i = 0; i < 200; i++) frames.push(configFrame(0xffff, 0xff).frame)
+  r.io.deliver(frames)
+  t.equal(r.io.sent.length, 200, '200 answers')
+  t.equal(r.io.syncLinkCalls, 1, 'one link sync for the whole batch')
+  r.io.link.mtu = 9000
+  r.io.deliver([configFrame(9, 0).frame])
+  t.equal(configOf(r.io.sent[200]).sectorsPerCommand, 17, 'a new MTU shows in the next answer')
+})
