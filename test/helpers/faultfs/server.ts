@@ -140,13 +140,15 @@ Fuse.unmount = (mnt: string, cb: (err: Error | null) => void): void => {
 
 /** Clears what a killed faultfs left at dir (ENOTCONN), refuses anything else mounted there. */
 async function prepareMountPoint (dir: string): Promise<void> {
-  await fs.promises.mkdir(dir, { recursive: true })
+  // Before mkdir: on a dead mount even that fails (ENOTCONN).
   const type = fstypeAt(dir)
-  if (type === undefined) return
-  if (type !== `fuse.${FSNAME}`) throw new Error(`${dir}: ${type} is mounted there`)
-  const alive = await fs.promises.stat(dir).then(() => true, () => false)
-  debug('%s: unmounting a %s faultfs left there', dir, alive ? 'live' : 'stale')
-  await lazyUnmount(dir)
+  if (type !== undefined) {
+    if (type !== `fuse.${FSNAME}`) throw new Error(`${dir}: ${type} is mounted there`)
+    const alive = await fs.promises.stat(dir).then(() => true, () => false)
+    debug('%s: unmounting a %s faultfs left there', dir, alive ? 'live' : 'stale')
+    await lazyUnmount(dir)
+  }
+  await fs.promises.mkdir(dir, { recursive: true })
 }
 
 function openBacking (opts: Options): { fd: number, size: number } {
