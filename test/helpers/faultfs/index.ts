@@ -104,7 +104,7 @@ export class FaultFs {
     }
     const args = [SERVER, '--mount', dir, '--backing', backing, '--size', String(opts.size), '--mode', opts.mode ?? 'volatile']
     if (opts.name !== undefined) args.push('--name', opts.name)
-    const env = { ...process.env, DEBUG: opts.debug ?? '', DEBUG_COLORS: '0' }
+    const env = { ...process.env, DEBUG: opts.debug ?? process.env.DEBUG ?? '', DEBUG_COLORS: '0' }
     const child = spawn(process.execPath, args, { env, stdio: ['pipe', 'pipe', 'pipe'] })
     let stderr = ''
     const collect = (d: string): void => { stderr += d }
@@ -146,9 +146,13 @@ export class FaultFs {
     return this.exit === null
   }
 
-  /** Sends one raw line (need not be valid JSON) and returns the parsed answer line. */
+  /**
+   * Sends one raw line (need not be valid JSON) and returns the parsed answer line.
+   * Answers come in request order; one that timed out keeps its place in the queue.
+   */
   sendLine (line: string): Promise<Record<string, unknown>> {
-    if (line.includes('\n')) throw new Error('one line at a time')
+    // The server's readline splits at CR too: two answers would come back for one request.
+    if (/[\r\n]/.test(line)) return Promise.reject(new Error('one line at a time: no CR or LF inside'))
     if (!this.alive) return Promise.reject(new Error(`faultfs server has exited: ${this.stderr}`))
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`faultfs server did not answer ${line} in ${REQUEST_TIMEOUT_MS} ms`)), REQUEST_TIMEOUT_MS)
