@@ -1,0 +1,9 @@
+/**
+ * Every row of the torture table, in the order it is printed. A new class of check (a
+ * backing store that fails under the daemon, a second exporter of the same address)
+ * is a TortureCheck added here.
+ */
+import type { TortureCheck } from './check'
+
+export const CHECKS: readonly TortureCheck[] = [
+]
