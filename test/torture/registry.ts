@@ -4,6 +4,8 @@
  * is a TortureCheck added here.
  */
 import type { TortureCheck } from './check'
+import { wireFuzz } from './fuzz/check'
 
 export const CHECKS: readonly TortureCheck[] = [
+  wireFuzz,
 ]
