@@ -5,7 +5,10 @@
  */
 import type { TortureCheck } from './check'
 import { wireFuzz } from './fuzz/check'
+import { orderingCheck } from './ordering/check'
+import { STORE_PATHS } from './rig'
 
 export const CHECKS: readonly TortureCheck[] = [
   wireFuzz,
+  ...STORE_PATHS.map(orderingCheck),
 ]

@@ -8,8 +8,9 @@ import fsp from 'node:fs/promises'
 import path from 'node:path'
 import { Daemon } from '../helpers/daemon'
 import { fill, type Rand } from './random'
+import { SECTOR } from './patterns'
 
-export const SECTOR = 512
+export { SECTOR }
 
 /** How a target's backing store is reached; each row of the ordering check is one. */
 export interface StorePath {
