@@ -500,6 +500,7 @@ export interface FrameInfo {
   minor: number
   command: number
   tag: number
+  dst: number
   src: number
   /** For ATA frames with the whole 12-byte ATA header. */
   ata: { opcode: number, aflags: number, count: number, lba: number, dataBytes: number } | null
@@ -520,6 +521,7 @@ export function describe (f: Buffer): FrameInfo {
     minor: header ? f[18] : 0,
     command: header ? f[19] : 0,
     tag: header ? f.readUInt32BE(20) : 0,
+    dst: f.length >= 6 ? readMac(f, 0) : 0,
     src: f.length >= 12 ? readMac(f, 6) : 0,
     ata: null,
     diskOp: null,
