@@ -110,6 +110,7 @@ async function run (opts: TortureOptions): Promise<CheckResult> {
   let sentFuzz = 0
   let restores = 0
   let foreignDst = 0
+  let retried = 0
   try {
     const net = await TestNetwork.create(1)
     cleanup.defer(() => net.destroy())
@@ -220,6 +221,7 @@ async function run (opts: TortureOptions): Promise<CheckResult> {
       a.sendFrames(frames)
       const replies = await s.replies
       drain()
+      if (replies.length < targets.length) retried++
       if (replies.length < targets.length && !await restore(MASK) && !await restore(MASK)) {
         findings.add('the daemon stopped answering Query Config', `after ${sentFuzz} frames (${replies.length} of ${targets.length} targets answered)`)
         break
@@ -266,7 +268,7 @@ async function run (opts: TortureOptions): Promise<CheckResult> {
     // Not a failure (the protocol notes say nothing of it), but on a bridge in promiscuous
     // mode this target would answer requests sent to another target's MAC.
     notes.push(`${foreignDst} replies to requests whose Ethernet destination was neither the target's MAC nor broadcast`)
-    notes.push(`${plural(sentFuzz, 'fuzz frames')} in ${seconds.toFixed(1)} s; mask restores after ${restores} bursts; by class: ${[...mutations].map(([m, n]) => `${m} ${n}`).join(', ')}`)
+    notes.push(`${plural(sentFuzz, 'fuzz frames')} in ${seconds.toFixed(1)} s; mask restores after ${restores} bursts; Query Configs retried after 2 s without an answer: ${retried}; by class: ${[...mutations].map(([m, n]) => `${m} ${n}`).join(', ')}`)
 
     // The daemon still serves: a write and read back on each target (inside the window), a Query Config answer.
     for (let i = 0; i < targets.length; i++) {
