@@ -14,7 +14,7 @@ NATIVE := native/build/Release/kvblade_native.node
 NODEDIR ?= $(shell [ -f /usr/include/node/node_api.h ] && echo /usr)
 STAMP := .cache/stamps
 
-.PHONY: all build native deps test-deps run test clean distclean
+.PHONY: all build native deps test-deps run test torture clean distclean
 all: build
 
 # Install only the packages that are missing, so a warm machine does no apt work at all.
@@ -63,6 +63,12 @@ TESTS ?= dist/test/unit/*.test.js dist/test/integration/*.test.js dist/test/e2e/
 
 test: build test-deps
 	node_modules/.bin/tap $(TESTS)
+
+# The torture suite against the real daemon over veth (as root; minutes): one row per
+# check, non-zero exit if any failed. TORTURE_ARGS="--seed N" replays a run, "--only NAME"
+# runs some rows, "--reduced" the counts `make test` uses (test/integration/torture.test.ts).
+torture: build test-deps
+	node dist/test/torture/main.js $(TORTURE_ARGS)
 
 -include bench/bench.mk
 -include test/e2e/e2e.mk
