@@ -340,7 +340,7 @@ print(len(bad))
       '\u0000\u0001\u00ff\ufffd', ' '.repeat(100000), '{"op":"ping"'.repeat(1000)]
     for (const line of garbage) {
       const res = await ffs.sendLine(line)
-      t.equal(res.ok, false, `refused ${JSON.stringify(line.slice(0, 40))}: ${String(res.error)}`)
+      t.equal(res.ok, false, `refused ${JSON.stringify(line.slice(0, 40))}: ${JSON.stringify(String(res.error))}`)
     }
     t.same(await ffs.sendLine('{"op":"ping","id":"after"}'), { ok: true, id: 'after' })
     t.ok(ffs.alive)
