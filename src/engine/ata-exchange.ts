@@ -1,6 +1,7 @@
 /**
- * ATA requests that need the disk: staged while a receive batch is read, handed to their
- * stores together at its end (in arrival order), and answered as the disk completes them.
+ * ATA requests that need the disk: handed to their stores in arrival order (writes whose
+ * data must first leave the receive ring, and whatever follows them, wait for the batch's
+ * one copy call at its end), and answered as the disk completes them.
  *
  * Two timing rules make the zero-copy paths safe, and this module is where they hold:
  *  - Receive-ring data is valid only inside one batch scope (openBatch .. closeBatch).
@@ -121,6 +122,7 @@ export class AtaExchanges implements ExchangeCounters {
     ex.buffer = this.tx.arena
     ex.bufferOffset = frameAt(slot) + ATA_HEADER_LENGTH
     ex.borrowsRing = false
+    let copied = false
     switch (result.step) {
       case AtaStep.Read:
         ex.kind = IoKind.Read
@@ -136,14 +138,32 @@ export class AtaExchanges implements ExchangeCounters {
           ex.bufferOffset = result.dataOffset
           ex.borrowsRing = true
           this.borrowing.push(ex)
-        } else if (!this.copies.add(ex.bufferOffset, result.dataOffset, plan.length)) {
-          this.commit()
-          this.copies.add(ex.bufferOffset, result.dataOffset, plan.length)
+        } else {
+          if (!this.copies.add(ex.bufferOffset, result.dataOffset, plan.length)) {
+            this.commit()
+            this.copies.add(ex.bufferOffset, result.dataOffset, plan.length)
+          }
+          copied = true
         }
     }
     t.busy++
+    // Staged only behind a copy still to be made (or what is staged behind one), so
+    // stores see requests in arrival order; the rest go at once (the disk engine still
+    // submits them together, at the kick that ends the batch).
+    if (!copied && this.stagedCount === 0) return this.hand(ex)
     if (this.stagedCount === this.staged.length) this.commit()
     this.staged[this.stagedCount++] = ex
+  }
+
+  /** Gives a request to its store; one that cannot be handed over (a bug) is answered with an ATA error. */
+  private hand (ex: Exchange): void {
+    this.outstanding++
+    try {
+      ex.store!.submit(ex)
+    } catch (err) {
+      if (ex.target !== null) this.complete(ex, EIO)
+      throw err
+    }
   }
 
   /**
@@ -166,16 +186,15 @@ export class AtaExchanges implements ExchangeCounters {
     for (let i = 0; i < count; i++) {
       const ex = this.staged[i]!
       this.staged[i] = undefined
-      this.outstanding++
       if (copyFailure !== null && ex.kind === IoKind.Write && !ex.borrowsRing) {
+        this.outstanding++
         this.complete(ex, Object.assign(new Error(`write data not copied: ${copyFailure.message}`), { code: 'EIO' }))
         continue
       }
       try {
-        ex.store!.submit(ex)
+        this.hand(ex)
       } catch (err) {
         failure ??= err as Error
-        if (ex.target !== null) this.complete(ex, EIO)
       }
     }
     if (failure !== null || copyFailure !== null) throw failure ?? copyFailure

@@ -72,6 +72,8 @@ export class BackingStore implements BackingStoreInfo, RequestOwner {
   private drained: (() => void) | null = null
   /** Reads answered from `map` whose replies have not left yet, in no particular order. */
   private readonly mappedReads: BlockRequest[] = []
+  /** Those of them the scheduler does not hold (answered at once: no write was outstanding). */
+  private mappedOutside = 0
   private readonly fileMap: FileMap | null
   /** The store's requests complete inside the disk engine's next kick (see DiskEngine). */
   readonly inline: boolean
@@ -161,7 +163,7 @@ export class BackingStore implements BackingStoreInfo, RequestOwner {
 
   /** Requests accepted and not yet complete (mapped reads until their replies leave). */
   get inFlight (): number {
-    return this.scheduler.outstanding
+    return this.scheduler.outstanding + this.mappedOutside
   }
 
   /**
@@ -175,7 +177,22 @@ export class BackingStore implements BackingStoreInfo, RequestOwner {
     }
     if (req.kind === IoKind.Write && this.mappedReads.length > 0) this.fixMappedReads(req)
     req.begin(this)
+    // With no write outstanding a read conflicts with nothing: answered from the map at
+    // once, without the scheduler (a later write still fixes it first).
+    if (req.kind === IoKind.Read && this.scheduler.writesOutstanding === 0) {
+      const map = this.map
+      if (map !== null && req.sendFromMap(map)) {
+        this.listMapped(req, false)
+        return
+      }
+    }
     this.scheduler.submit(req)
+  }
+
+  private listMapped (req: BlockRequest, inOrder: boolean): void {
+    req.mappedAt = this.mappedReads.push(req) - 1
+    req.mappedInOrder = inOrder
+    if (!inOrder) this.mappedOutside++
   }
 
   /** Runs once every earlier request this one overlaps is done. */
@@ -185,7 +202,7 @@ export class BackingStore implements BackingStoreInfo, RequestOwner {
     // waits for it, can be answered from the map without reading.
     const map = this.map
     if (req.kind === IoKind.Read && map !== null && !this.scheduler.blocksLater(req) && req.sendFromMap(map)) {
-      req.mappedAt = this.mappedReads.push(req) - 1
+      this.listMapped(req, true)
       return
     }
     this.disk.transfer(this.fd, req, 0, this.inline, this.fileMap)
@@ -213,12 +230,13 @@ export class BackingStore implements BackingStoreInfo, RequestOwner {
       this.mappedReads[at] = last
       last.mappedAt = at
     }
-    this.scheduler.complete(req)
+    if (req.mappedInOrder) this.scheduler.complete(req)
+    else this.mappedOutside--
     this.checkDrained()
   }
 
   private checkDrained (): void {
-    if (this.drained !== null && this.scheduler.outstanding === 0) this.drained()
+    if (this.drained !== null && this.inFlight === 0) this.drained()
   }
 
   /** @internal */ continueTransfer (req: BlockRequest, done: number): void {
@@ -236,7 +254,7 @@ export class BackingStore implements BackingStoreInfo, RequestOwner {
   async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
-    if (this.scheduler.outstanding > 0) await new Promise<void>(resolve => { this.drained = resolve })
+    if (this.inFlight > 0) await new Promise<void>(resolve => { this.drained = resolve })
     this.fileMap?.close()
     await new Promise<void>(resolve => fs.close(this.fd, () => resolve()))
   }

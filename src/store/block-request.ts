@@ -23,6 +23,8 @@ export abstract class BlockRequest implements ScheduledIo {
   bufferOffset = 0
   /** @internal Where the store lists it while it is a read answered from the map; -1 otherwise. */
   mappedAt = -1
+  /** @internal That read is also in the store's ordering scheduler (it had to wait for a write first). */
+  mappedInOrder = false
   /** Bytes transferred so far (pread/pwrite may return short). */
   private transferred = 0
   private owner: RequestOwner | null = null

@@ -46,6 +46,11 @@ export class OrderedScheduler<T extends ScheduledIo> {
     return this.active.length
   }
 
+  /** Writes among them: while there are none, a read conflicts with nothing. */
+  get writesOutstanding (): number {
+    return this.writes
+  }
+
   /**
    * Whether a request that came after `io` is waiting for it. Cheap while nothing
    * waits at all, which is almost always.
