@@ -7,12 +7,14 @@
  *   /stat                               read-only: one line per interface
  *   /MAJOR.MINOR@IFACE/                 one directory per target
  *       scnt bdev bpath busy mtu stat   read-only (0444)
+ *       ro offset length faults         read-only (0444)
  *       model sn                        read-write (0644): what IDENTIFY returns
+ *       acl cache bufcnt                read-write (0644): who sees it, how writes are acknowledged, its buffer count
  */
 import { resolve } from 'node:path'
 import type { Control, InterfaceStats, TargetInfo, TargetStats } from '../src/control/control'
 import { parseAddCommand, parseDelCommand, targetName } from '../src/control/command'
-import { MODEL_MAX, SERIAL_MAX, parseIdentity } from '../src/control/values'
+import { MODEL_MAX, SERIAL_MAX, formatAcl, parseAcl, parseBufferCount, parseCacheMode, parseIdentity } from '../src/control/values'
 import type { TargetAddress } from '../src/control/command'
 import { ControlError } from '../src/control/errors'
 import { FsError } from './errors'
@@ -48,7 +50,7 @@ export type Node = DirNode | FileNode
 /** The control files at the top, in listing order. */
 export const ROOT_FILES = ['add', 'announce', 'del', 'readd', 'stat'] as const
 /** The attribute files of a target directory, in listing order. */
-export const TARGET_FILES = ['bdev', 'bpath', 'busy', 'model', 'mtu', 'scnt', 'sn', 'stat'] as const
+export const TARGET_FILES = ['acl', 'bdev', 'bpath', 'bufcnt', 'busy', 'cache', 'faults', 'length', 'model', 'mtu', 'offset', 'ro', 'scnt', 'sn', 'stat'] as const
 
 /** Field order of a target's `stat` line; the same order as TargetStats. */
 export const TARGET_STAT_FIELDS: ReadonlyArray<keyof TargetStats> =
@@ -228,6 +230,43 @@ export class ControlTree {
           this.info(addr)
           this.control.setSerial(addr, serial)
           this.log(`${targetName(addr)}: serial number set to "${serial}"`)
+        }
+      }
+      case 'ro': return field(i => i.readOnly ? '1' : '0')
+      case 'offset': return field(i => num(i.offset))
+      case 'length': return field(i => num(i.length))
+      case 'faults': return this.readOnly(() => Object.entries(this.info(addr).faults).map(([kind, n]) => `${kind} ${n}\n`).join(''))
+      case 'acl': return {
+        kind: 'file',
+        access: 'rw',
+        render: () => formatAcl(this.info(addr).acl),
+        write: async data => {
+          const macs = parseAcl(decodeWrite(data))
+          this.info(addr)
+          await this.control.setAcl(addr, macs)
+          this.log(`${targetName(addr)}: acl ${macs.length === 0 ? 'cleared' : `set to ${macs.length} MACs`}`)
+        }
+      }
+      case 'cache': return {
+        kind: 'file',
+        access: 'rw',
+        render: () => this.info(addr).cache + '\n',
+        write: async data => {
+          const mode = parseCacheMode(decodeWrite(data))
+          this.info(addr)
+          await this.control.setCache(addr, mode)
+          this.log(`${targetName(addr)}: cache ${mode}`)
+        }
+      }
+      case 'bufcnt': return {
+        kind: 'file',
+        access: 'rw',
+        render: () => num(this.info(addr).bufferCount) + '\n',
+        write: async data => {
+          const count = parseBufferCount(decodeWrite(data).replace(/\r?\n$/, ''), 'bufcnt')
+          this.info(addr)
+          await this.control.setBufferCount(addr, count)
+          this.log(`${targetName(addr)}: bufcnt ${count}`)
         }
       }
     }

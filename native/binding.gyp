@@ -11,7 +11,8 @@
         "src/memory.cc",
         "src/fault_guard.cc",
         "src/uring.cc",
-        "src/link_monitor.cc"
+        "src/link_monitor.cc",
+        "src/file_lock.cc"
       ],
       "libraries": ["-luring"],
       # include_dir is relative to the cwd, which gyp sets to this directory

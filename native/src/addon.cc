@@ -10,6 +10,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   kvblade::InitUring(env, exports);
   kvblade::InitMemory(env, exports);
   kvblade::InitLinkMonitor(env, exports);
+  kvblade::InitFileLock(env, exports);
   return exports;
 }
 

@@ -43,6 +43,7 @@ void InitBlockDevice(Napi::Env env, Napi::Object exports);
 void InitUring(Napi::Env env, Napi::Object exports);
 void InitMemory(Napi::Env env, Napi::Object exports);
 void InitLinkMonitor(Napi::Env env, Napi::Object exports);
+void InitFileLock(Napi::Env env, Napi::Object exports);
 
 // exports.layout.<module>, created on first use.
 Napi::Object LayoutOf(Napi::Env env, Napi::Object exports, const char* module);

@@ -31,8 +31,11 @@ enum Op { kRead = 0, kWrite = 1, kFdatasync = 2, kNumOps };
 const char* const kOpNames[] = {"read", "write", "fdatasync"};
 // kColMap: for a write row in runInline(), 1 + the index in runInline's `maps` of
 // the FileMap to copy the data into; 0 (pwrite) otherwise. submit() ignores it.
-enum Col { kColOp, kColFd, kColArena, kColOffset, kColLength, kColPosition, kColMap, kRowWidth };
-const char* const kColNames[] = {"op", "fd", "arena", "offset", "length", "position", "map"};
+// kColAsync: 1 for submit() to go straight to io_uring's workers (IOSQE_ASYNC): for
+// files whose file system may block inside the submit call (FUSE, NFS...) instead of
+// saying "would block", which would stall the whole loop.
+enum Col { kColOp, kColFd, kColArena, kColOffset, kColLength, kColPosition, kColMap, kColAsync, kRowWidth };
+const char* const kColNames[] = {"op", "fd", "arena", "offset", "length", "position", "map", "async"};
 // kMapped: runInline write rows copied into a map; kMapFallbacks: those pwrite did instead.
 enum Counter { kSubmitted, kCompleted, kSubmitCalls, kInFlight, kRanInline, kMapped, kMapFallbacks, kNumCounters };
 const char* const kCounterNames[] = {"submitted", "completed", "submitCalls", "inFlight", "ranInline", "mapped", "mapFallbacks"};
@@ -170,6 +173,7 @@ class Uring : public Napi::ObjectWrap<Uring> {
       if (!(fd >= INT32_MIN && fd <= INT32_MAX && fd == std::floor(fd))) throw bad("fd must be an int32");
       double map = row[kColMap];
       if (!IsUint(map, max_map)) throw bad("map must be 0 or 1 + an index in the maps given");
+      if (row[kColAsync] != 0 && row[kColAsync] != 1) throw bad("async must be 0 or 1");
       if (op == kFdatasync) continue;
       double id = row[kColArena], off = row[kColOffset], len = row[kColLength], pos = row[kColPosition];
       if (!IsUint(id, static_cast<double>(arenas_.size()) - 1) || arenas_[static_cast<size_t>(id)].data == nullptr)
@@ -214,6 +218,7 @@ class Uring : public Napi::ObjectWrap<Uring> {
         arena_tag = uint64_t{id + 1} << 32;
       }
       io_uring_sqe_set_data64(sqe, arena_tag | tags_[i]);
+      if (row[kColAsync] != 0) io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
     }
 
     int rc;

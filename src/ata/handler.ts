@@ -54,10 +54,16 @@ function abort (plan: AtaPlan, req: AtaRequest, error: number): AtaStep {
 /**
  * Decides what an ATA request needs. Answers IDENTIFY and CHECK POWER MODE at once (the
  * IDENTIFY data goes to reply[replyData]); checks the range and size of reads and writes;
- * aborts every other command. `maxSectors` is what one frame on this link can carry.
+ * aborts writes to a read-only disk and every other command. `maxSectors` is what one frame on this link can carry.
  */
+/** The disk as planning sees it: IDENTIFY's fields, and whether it may be written. */
+export interface AtaDisk extends IdentifyFields {
+  /** Writes are refused (ABRT); reads, IDENTIFY and FLUSH work. */
+  readOnly?: boolean
+}
+
 export function planAta (
-  req: AtaRequest, disk: IdentifyFields, maxSectors: number, replyBuf: Buffer, replyData: number, plan: AtaPlan,
+  req: AtaRequest, disk: AtaDisk, maxSectors: number, replyBuf: Buffer, replyData: number, plan: AtaPlan,
 ): AtaStep {
   let write: boolean
   let lba: number
@@ -88,6 +94,7 @@ export function planAta (
   const count = req.sectorCount
   if (count > maxSectors) return AtaStep.BadArgument
   if (write && req.dataLength < count * SECTOR_SIZE) return AtaStep.BadArgument
+  if (write && disk.readOnly === true) return abort(plan, req, ERROR_ABRT)
   if (lba + count > disk.sectors) return abort(plan, req, ERROR_IDNF)
   if (count === 0) return reply(plan, STATUS_DRDY, 0, 0, 0)
   plan.offset = lba * SECTOR_SIZE

@@ -11,6 +11,8 @@ export interface IdentifyFields {
   model: string
   serial: string
   firmware: string
+  /** A volatile write cache that FLUSH CACHE empties (writeback mode); absent or false: none. */
+  writeCache?: boolean
 }
 
 function setWord (buf: Buffer, base: number, word: number, value: number): void {
@@ -52,8 +54,12 @@ export function encodeIdentify (buf: Buffer, base: number, f: IdentifyFields): v
   setWord(buf, base, 60, lba28 & 0xffff)
   setWord(buf, base, 61, Math.floor(lba28 / 0x10000))
   // 82–87: command sets supported / enabled. Bit 14 of 83/84/87 marks the word valid;
-  // 83/86: bit 13 FLUSH CACHE EXT, 12 FLUSH CACHE, 10 LBA48. No write cache is
-  // advertised: acknowledged writes are already in the backing file.
+  // 83/86: bit 13 FLUSH CACHE EXT, 12 FLUSH CACHE, 10 LBA48; 82/85 bit 5: a write
+  // cache, only in writeback mode (in writethrough an acknowledged write is durable, so
+  // an initiator that flushes knows there is nothing to flush).
+  const writeCache = f.writeCache === true ? 0x0020 : 0
+  setWord(buf, base, 82, writeCache)
+  setWord(buf, base, 85, writeCache)
   setWord(buf, base, 83, 0x4000 | 0x2000 | 0x1000 | 0x0400)
   setWord(buf, base, 84, 0x4000)
   setWord(buf, base, 86, 0x2000 | 0x1000 | 0x0400)
@@ -77,5 +83,6 @@ export function decodeIdentify (buf: Buffer, base = 0): IdentifyFields & { lba48
   const lba48 = ((word(83) | word(86)) & 0x0400) !== 0
   const lba28Sectors = word(60) + word(61) * 0x10000
   const sectors = lba48 ? word(100) + word(101) * 0x10000 + word(102) * 0x100000000 : lba28Sectors
-  return { sectors, lba48, lba28Sectors, model: text(27, MODEL_LENGTH), serial: text(10, SERIAL_LENGTH), firmware: text(23, FIRMWARE_LENGTH) }
+  const writeCache = (word(85) & 0x0020) !== 0
+  return { sectors, lba48, lba28Sectors, model: text(27, MODEL_LENGTH), serial: text(10, SERIAL_LENGTH), firmware: text(23, FIRMWARE_LENGTH), writeCache }
 }

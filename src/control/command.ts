@@ -1,6 +1,8 @@
 import { parseMac, formatMac } from '../aoe/mac'
 import { ControlError } from './errors'
-import { parseBufferCount } from './values'
+import { CACHE_MODES, parseBufferCount, type CacheMode } from './values'
+
+export type { CacheMode }
 
 /** Broadcast addresses: never a target's own address. */
 export const MAJOR_MAX = 0xfffe
@@ -13,10 +15,6 @@ export interface TargetAddress {
   minor: number
   ifname: string
 }
-
-/** How writes are acknowledged: after stable storage (default), or after the page cache. */
-export type CacheMode = 'writethrough' | 'writeback'
-export const CACHE_MODES: readonly CacheMode[] = ['writethrough', 'writeback']
 
 /** The options an `add` line may carry after its four kvblade fields. */
 export interface ExportOptions {

@@ -1,4 +1,4 @@
-import type { AddCommand, TargetAddress } from './command'
+import type { AddCommand, CacheMode, TargetAddress } from './command'
 
 /**
  * Per-target counters, in the order `stat` prints them (see fuse/README or the README's
@@ -30,6 +30,22 @@ export interface TargetInfo extends TargetAddress {
   busy: number
   /** MTU of the interface now. */
   mtu: number
+  /** `ro`: writes are refused. */
+  readOnly: boolean
+  /** The slice of the backing exported: first sector, and sectors (the size). */
+  offset: number
+  length: number
+  /** Initiator MACs that may see the target (empty: all). */
+  acl: number[]
+  cache: CacheMode
+  /** Buffer count advertised in Query Config replies. */
+  bufferCount: number
+  /** The backing is open with O_DIRECT. */
+  direct: boolean
+  /** Another exporter may serve the same backing. */
+  shared: boolean
+  /** Disk faults so far, by kind ("read EIO", "write ENOSPC", "read short"...). */
+  faults: Record<string, number>
   stats: TargetStats
 }
 
@@ -63,5 +79,10 @@ export interface Control {
   /** Set what IDENTIFY returns; longer values are refused with EINVAL (40 / 20 chars). */
   setModel (addr: TargetAddress, model: string): void
   setSerial (addr: TargetAddress, serial: string): void
+  /** Replace the target's ACL (empty: everyone may see it). */
+  setAcl (addr: TargetAddress, macs: number[]): Promise<void>
+  /** The cache mode of the target's disk (every interface serving its address). */
+  setCache (addr: TargetAddress, mode: CacheMode): Promise<void>
+  setBufferCount (addr: TargetAddress, count: number): Promise<void>
   interfaces (): InterfaceStats[]
 }

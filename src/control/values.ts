@@ -3,7 +3,12 @@
  * control plane's files, the command line, and calls into the engine.
  */
 import { MODEL_LENGTH, SERIAL_LENGTH } from '../ata/identify'
+import { formatMac, parseMac } from '../aoe/mac'
 import { ControlError } from './errors'
+
+/** How writes are acknowledged: after stable storage (default), or after the page cache. */
+export type CacheMode = 'writethrough' | 'writeback'
+export const CACHE_MODES: readonly CacheMode[] = ['writethrough', 'writeback']
 
 /** IDENTIFY's model and serial fields (words 27–46 and 10–19). */
 export const MODEL_MAX = MODEL_LENGTH
@@ -46,4 +51,28 @@ export function checkBufferCount (n: number, what = 'the buffer count'): number 
 export function parseBufferCount (text: string, what = 'the buffer count'): number {
   if (!/^[0-9]+$/.test(text)) throw new ControlError('EINVAL', `${what} takes a number, not "${text}"`)
   return checkBufferCount(Number(text), what)
+}
+
+/** An ACL as written to its file: MACs separated by newlines, spaces or commas; nothing at all clears it. */
+export function parseAcl (text: string): number[] {
+  const words = text.split(/[\s,]+/).filter(w => w.length > 0)
+  const macs = words.map(w => {
+    try {
+      return parseMac(w)
+    } catch {
+      throw new ControlError('EINVAL', `"${w}" is not a MAC address (like 52:54:00:12:34:56)`)
+    }
+  })
+  return [...new Set(macs)]
+}
+
+/** An ACL as its file shows it: one MAC per line. */
+export function formatAcl (macs: readonly number[]): string {
+  return macs.map(m => formatMac(m) + '\n').join('')
+}
+
+export function parseCacheMode (text: string): CacheMode {
+  const mode = text.trim()
+  if (!(CACHE_MODES as readonly string[]).includes(mode)) throw new ControlError('EINVAL', `the cache mode is writethrough or writeback, not "${mode}"`)
+  return mode as CacheMode
 }

@@ -18,7 +18,7 @@ import { ATA_HEADER_LENGTH, SECTOR_SIZE, encodeAtaStatus } from '../aoe/ata'
 import { AtaStep, completeAta, emptyAtaPlan, type AtaPlan } from '../ata/handler'
 import { BlockRequest } from '../store/block-request'
 import type { BackingStore } from '../store/backing-store'
-import { IoKind } from '../store/ordering'
+import { IO_KIND_NAMES, IoKind } from '../store/ordering'
 import { CopyBatch, type FileMap } from '../native/memory'
 import type { CommandResult } from './commands'
 import type { Target } from './target'
@@ -89,7 +89,11 @@ export class AtaExchanges implements ExchangeCounters {
   private rx: Buffer | null = null
   private drained: (() => void) | null = null
 
-  constructor (private readonly tx: TxQueue, slots: number, batchSize: number) {
+  /** `onFault`: a disk request failed (the reply is an ATA error all the same). */
+  constructor (
+    private readonly tx: TxQueue, slots: number, batchSize: number,
+    private readonly onFault: (t: Target, store: BackingStore, op: string, err: NodeJS.ErrnoException, offset: number) => void = () => {},
+  ) {
     this.exchanges = new Array(slots)
     this.staged = new Array(batchSize)
     this.copies = new CopyBatch(batchSize)
@@ -116,8 +120,9 @@ export class AtaExchanges implements ExchangeCounters {
     plan.length = p.length
     ex.step = result.step
     ex.target = t
-    ex.store = t.store
-    ex.offset = plan.offset
+    ex.store = t.disk.store
+    // The plan is in the target's sectors; the store's are the backing's (the slice starts further in).
+    ex.offset = plan.offset + t.disk.offsetBytes
     ex.length = plan.length
     ex.buffer = this.tx.arena
     ex.bufferOffset = frameAt(slot) + ATA_HEADER_LENGTH
@@ -132,7 +137,7 @@ export class AtaExchanges implements ExchangeCounters {
         break
       default:
         ex.kind = IoKind.Write
-        if (t.store.inline && rx === this.rx) {
+        if (ex.store.inline && rx === this.rx) {
           // Done inside the kick that ends this batch: written straight from the ring.
           ex.buffer = rx
           ex.bufferOffset = result.dataOffset
@@ -226,6 +231,7 @@ export class AtaExchanges implements ExchangeCounters {
   complete (ex: Exchange, err: NodeJS.ErrnoException | null): void {
     const t = ex.target
     if (t === null) return
+    const store = ex.store
     ex.target = null
     ex.store = null
     ex.borrowsRing = false
@@ -235,6 +241,7 @@ export class AtaExchanges implements ExchangeCounters {
     const sectors = plan.length / SECTOR_SIZE
     if (err !== null) {
       t.errors++
+      if (store !== null) this.onFault(t, store, IO_KIND_NAMES[ex.kind], err, ex.offset)
     } else if (ex.step === AtaStep.Read) {
       t.reads++
       t.readSectors += sectors
@@ -277,21 +284,30 @@ export class AtaExchanges implements ExchangeCounters {
       bytes = fs.readSync(fd, this.tx.arena, at, ex.length, ex.offset)
     } catch {}
     const ok = bytes === ex.length
+    const t = ex.mappedFor
+    const store = ex.store
     if (!ok) this.encodeReadError(ex)
     this.tx.unmap(ex.slot, ATA_HEADER_LENGTH + (ok ? ex.length : 0))
     ex.store = null
     ex.mappedFor = null
+    if (!ok && t !== null && store !== null) {
+      this.onFault(t, store, 'read', Object.assign(new Error(`short read at byte ${ex.offset}`), { code: 'EIO', short: true }), ex.offset)
+    }
     return ok
   }
 
   /** A mapped reply could not be sent (its range left the file): it becomes an ATA error. */
-  mappedFailed (ex: Exchange, _errno: number): void {
+  mappedFailed (ex: Exchange, errno: number): void {
     const store = ex.store
+    const t = ex.mappedFor
     ex.store = null
     this.encodeReadError(ex)
     ex.mappedFor = null
     this.tx.queue(ex.slot, ATA_HEADER_LENGTH)
-    store?.mappedReadDone(ex)
+    if (store !== null) {
+      store.mappedReadDone(ex)
+      if (t !== null) this.onFault(t, store, 'read', Object.assign(new Error(`no data at byte ${ex.offset}: the file ends before it`), { code: 'EFAULT', short: true, errno: -errno }), ex.offset)
+    }
   }
 
   private encodeReadError (ex: Exchange): void {

@@ -6,17 +6,16 @@
  * no timers: the packet loop (port.ts) does the I/O around them.
  */
 import {
-  AOE_VERSION, AoeError, BROADCAST_MAJOR, BROADCAST_MINOR, Command, FLAG_RESPONSE, VENDOR_COMMAND_MIN,
+  AOE_VERSION, AoeError, BROADCAST_MAC, BROADCAST_MAJOR, BROADCAST_MINOR, Command, FLAG_RESPONSE, VENDOR_COMMAND_MIN,
 } from '../aoe/constants'
-import { encodeResponseHeader, type Header } from '../aoe/header'
+import { encodeHeader, encodeResponseHeader, type Header } from '../aoe/header'
 import { ATA_HEADER_LENGTH, decodeAta, emptyAtaRequest, encodeAtaStatus } from '../aoe/ata'
 import { decodeConfig, encodeConfig } from '../aoe/config'
 import { decodeMacMask, encodeMacMask } from '../aoe/macmask'
 import { decodeReserve, encodeReserve } from '../aoe/reserve'
 import { copySmall } from '../native/memory'
-import { AtaStep, emptyAtaPlan, planAta, type AtaPlan } from '../ata/handler'
+import { AtaStep, emptyAtaPlan, planAta, type AtaDisk, type AtaPlan } from '../ata/handler'
 import { ATA_IDENTIFY_DEVICE, STATUS_ERR } from '../ata/registers'
-import type { IdentifyFields } from '../ata/identify'
 import type { AddressState } from './address-state'
 
 /** The largest frame we build: a 9000-byte MTU frame fits (17 sectors). */
@@ -31,7 +30,7 @@ export function sectorsForMtu (mtu: number): number {
 }
 
 /** A target as the command handlers see it. */
-export interface CommandTarget extends IdentifyFields {
+export interface CommandTarget extends AtaDisk {
   readonly major: number
   readonly minor: number
   /** Config string, Mac Mask List and reservation of the address (shared across interfaces). */
@@ -227,6 +226,15 @@ function respondReserve (
   encodeResponseHeader(out, at, h, link.mac, t.major, t.minor, error)
   replied(result, encodeReserve(out, at, { rcmd: m.rcmd, macs: t.state.reservation }))
 }
+
+/** A Query Config read of major.minor to everyone, from `mac`: who else serves this address? */
+export function encodeProbe (major: number, minor: number, mac: number, out: Buffer, at: number): number {
+  encodeHeader(out, at, { dst: BROADCAST_MAC, src: mac, version: AOE_VERSION, flags: 0, error: 0, major, minor, command: Command.QueryConfig, tag: PROBE_TAG })
+  return encodeConfig(out, at, { bufferCount: 0, firmwareVersion: 0, sectorsPerCommand: 0, ccmd: 0, config: Buffer.alloc(0) })
+}
+
+/** Tags with bit 31 set belong to user-space tools: the Linux initiator ignores answers to ours. */
+const PROBE_TAG = 0x80000000 | 0x6b76
 
 /**
  * Where an announcement (an unsolicited Query Config reply) goes: broadcast — or, when a

@@ -5,14 +5,15 @@
  * end of the batch (ata-exchange.ts), and replies leave in batches (transmit.ts).
  */
 import createDebug from 'debug'
-import { BROADCAST_MAC, Command } from '../aoe/constants'
+import { BROADCAST_MAC, Command, FLAG_RESPONSE } from '../aoe/constants'
 import { decodeHeader, emptyHeader } from '../aoe/header'
 import { ConfigCommand } from '../aoe/config'
 import type { DiskEngine } from '../store/disk-engine'
+import type { BackingStore } from '../store/backing-store'
 import type { InterfaceStats } from '../control/control'
 import { AtaExchanges } from './ata-exchange'
 import {
-  addresses, announceDestinations, emptyCommandResult, encodeConfigReply, isRequest, Outcome, respond, sectorsForMtu,
+  addresses, announceDestinations, emptyCommandResult, encodeConfigReply, encodeProbe, isRequest, Outcome, respond, sectorsForMtu,
 } from './commands'
 import type { FrameIo } from './frame-io'
 import type { Target } from './target'
@@ -28,7 +29,12 @@ export interface PortOptions {
   disk: DiskEngine
   /** Where failures that are not the initiator's are reported. */
   warn?: (message: string) => void
+  /** A disk request of a target here failed (it is answered with an ATA error all the same). */
+  onFault?: (t: Target, store: BackingStore, op: string, err: NodeJS.ErrnoException, offset: number) => void
 }
+
+/** Listening for other targets' answers to a Query Config we sent. */
+interface Probe { major: number, minor: number, macs: Set<number> }
 
 export class Port {
   readonly targets: Target[] = []
@@ -46,11 +52,12 @@ export class Port {
   private closing: Promise<void> | null = null
   /** The link was brought up to date in this batch. */
   private linkSynced = false
+  private readonly probes = new Set<Probe>()
 
   constructor (readonly io: FrameIo, private readonly options: PortOptions) {
     this.warn = options.warn ?? (msg => debug('%s', msg))
     this.tx = new TxQueue(io)
-    this.exchanges = new AtaExchanges(this.tx, TX_SLOTS, io.rxSlots)
+    this.exchanges = new AtaExchanges(this.tx, TX_SLOTS, io.rxSlots, options.onFault)
     io.onReadable(() => this.receive())
   }
 
@@ -154,8 +161,10 @@ export class Port {
       this.malformed++
       return
     }
-    // Replies (ours on lo, other targets') and vendor commands are not for us.
-    if (!isRequest(h)) {
+    // Replies (ours on lo, other targets') and vendor commands are not for us, and
+    // neither is a frame to another station's MAC (a bridge in promiscuous mode).
+    if (!isRequest(h) || (h.dst !== this.io.link.mac && h.dst !== BROADCAST_MAC)) {
+      if (this.probes.size > 0 && (h.flags & FLAG_RESPONSE) !== 0 && h.command === Command.QueryConfig) this.heard(h.major, h.minor, h.src)
       this.ignored++
       return
     }
@@ -168,7 +177,8 @@ export class Port {
     const targets = this.targets
     for (let i = 0; i < targets.length; i++) {
       const t = targets[i]
-      if (!addresses(h, t) || !t.state.maskAllows(h.src)) continue
+      // The admin's ACL and the initiators' Mac Mask List: a frame must pass both.
+      if (!addresses(h, t) || !t.allows(h.src) || !t.state.maskAllows(h.src)) continue
       matched = true
       t.frames++
       this.answer(t, rx, base, length)
@@ -207,6 +217,30 @@ export class Port {
       this.tx.queue(slot, encodeConfigReply(h, t, this.io.link, ConfigCommand.Read, 0, this.tx.arena, frameAt(slot)))
     }
     this.tx.flush()
+  }
+
+  /**
+   * Asks who else serves major.minor here: a Query Config sent to everyone, and the
+   * MACs of the targets that answer within `ms`.
+   */
+  async probe (major: number, minor: number, ms: number): Promise<number[]> {
+    if (this.closed) return []
+    const probe: Probe = { major, minor, macs: new Set() }
+    this.probes.add(probe)
+    try {
+      const slot = this.tx.alloc()
+      if (slot < 0) return []
+      this.tx.queue(slot, encodeProbe(major, minor, this.io.link.mac, this.tx.arena, frameAt(slot)))
+      this.tx.flush()
+      await new Promise(resolve => setTimeout(resolve, ms))
+    } finally {
+      this.probes.delete(probe)
+    }
+    return [...probe.macs]
+  }
+
+  private heard (major: number, minor: number, mac: number): void {
+    for (const p of this.probes) if (p.major === major && p.minor === minor) p.macs.add(mac)
   }
 
   /**

@@ -14,7 +14,7 @@ export type IndexOf<K extends string> = Readonly<Record<K, number>>
 
 export type SocketCounterName = 'rxFrames' | 'rxBatches' | 'txFrames' | 'txBatches' | 'txErrors' | 'kernelDrops'
 export type UringCounterName = 'submitted' | 'completed' | 'submitCalls' | 'inFlight' | 'ranInline' | 'mapped' | 'mapFallbacks'
-export type UringColumn = 'op' | 'fd' | 'arena' | 'offset' | 'length' | 'position' | 'map'
+export type UringColumn = 'op' | 'fd' | 'arena' | 'offset' | 'length' | 'position' | 'map' | 'async'
 export type UringOp = 'read' | 'write' | 'fdatasync'
 
 export interface NativeLayout {
@@ -111,6 +111,7 @@ export interface NativeAddon {
   ETH_P_AOE: number
   layout: NativeLayout
   blkGetSize64 (fd: number): number
+  lockFile (fd: number, mode: 'exclusive' | 'shared' | 'unlock'): boolean
   alignedBuffer (size: number): Buffer
   releaseBuffer (buf: Buffer): boolean
   copyRanges (dst: Uint8Array, src: Uint8Array, ranges: Uint32Array, count: number): void

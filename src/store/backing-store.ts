@@ -4,13 +4,20 @@ import { blockDeviceSize } from '../native/block-device'
 import { mapFile, type FileMap } from '../native/memory'
 import type { BlockRequest, RequestOwner } from './block-request'
 import { IO_KIND_NAMES, IoKind, OrderedScheduler } from './ordering'
-import type { DiskEngine } from './disk-engine'
+import type { DiskEngine, DiskFile } from './disk-engine'
 
 const debug = createDebug('kvblade:store')
 
 export const SECTOR_SIZE = 512
 /** statfs f_type of tmpfs and ramfs. */
 const RAM_FS_MAGIC = [0x01021994, 0x858458f6]
+/**
+ * File systems that answer io_uring's "would block" honestly (ext4, xfs, btrfs, f2fs,
+ * bcachefs). Others (FUSE, NFS, CIFS, overlayfs...) may do the whole I/O inside the
+ * submit call, which would stall the packet loop: their requests go to io_uring's
+ * workers at once.
+ */
+const NOWAIT_FS_MAGIC = [0xef53, 0x58465342, 0x9123683e, 0xf2f52010, 0xca451a4e]
 /** brd, /dev/ram*. */
 const RAMDISK_MAJOR = 1
 
@@ -29,6 +36,8 @@ export interface OpenOptions {
    * it (EINVAL) gets buffered I/O; `store.direct` tells which.
    */
   direct?: boolean
+  /** Opened read-only (so read-only files, devices and mounts can be exported); writes are refused above. */
+  readOnly?: boolean
 }
 
 /** Linux dev_t encoding (glibc's gnu_dev_major/minor). */
@@ -53,20 +62,33 @@ function openFd (path: string, flags: number): Promise<number> {
   return new Promise<number>((resolve, reject) => fs.open(path, flags, (err, fd) => err ? reject(err) : resolve(fd)))
 }
 
+function fstat (fd: number): Promise<fs.Stats> {
+  return new Promise((resolve, reject) => fs.fstat(fd, (err, st) => err ? reject(err) : resolve(st)))
+}
+
+/** Whole sectors of the file or device open as `fd`, in bytes. */
+async function sizeOf (fd: number, st?: fs.Stats): Promise<number> {
+  const s = st ?? await fstat(fd)
+  const bytes = s.isBlockDevice() ? blockDeviceSize(fd) : s.size
+  return bytes - (bytes % SECTOR_SIZE)
+}
+
 /**
- * A regular file (sparse is fine) or a block device, opened read-write. Requests run
- * concurrently (on io_uring or the thread pool, see disk-engine.ts), ordered only where
- * they overlap (see ordering.ts). A write is acknowledged once it is in the backing
- * file (the page cache): a daemon crash cannot lose it; FLUSH CACHE makes it durable
- * with fdatasync.
+ * A regular file (sparse is fine) or a block device. Requests run concurrently (on
+ * io_uring or the thread pool, see disk-engine.ts), ordered only where they overlap
+ * (see ordering.ts). A write is acknowledged once it is in the backing file (the page
+ * cache): a daemon crash cannot lose it; FLUSH CACHE makes it durable with fdatasync.
  *
  * A file in RAM on an engine that can run it inline (see DiskEngine) is also mapped:
  * its reads are answered from the map (the kernel copies the data into the reply when
- * it is sent), and its writes are copied into it. Such a read stays outstanding in the
- * ordering scheduler until its reply has left, so a later write of the same sectors
- * first fixes the read's data (fixFromFile): a read never sees a write that came after it.
+ * it is sent), and its writes are copied into it. Such a read is outstanding until its
+ * reply has left, so a later write of the same sectors first fixes the read's data
+ * (fixFromFile): a read never sees a write that came after it.
+ *
+ * The size is read again by checkSize() (the engine calls it periodically and after
+ * errors); a file or device that grew or shrank is then served at its new size.
  */
-export class BackingStore implements BackingStoreInfo, RequestOwner {
+export class BackingStore implements BackingStoreInfo, RequestOwner, DiskFile {
   private readonly scheduler: OrderedScheduler<BlockRequest>
   private closed = false
   private drained: (() => void) | null = null
@@ -74,35 +96,36 @@ export class BackingStore implements BackingStoreInfo, RequestOwner {
   private readonly mappedReads: BlockRequest[] = []
   /** Those of them the scheduler does not hold (answered at once: no write was outstanding). */
   private mappedOutside = 0
-  private readonly fileMap: FileMap | null
+  private fileMap: FileMap | null = null
+  /** Maps of an earlier size: replies still queued may take data from them; unmapped at close. */
+  private readonly oldMaps: FileMap[] = []
   /** The store's requests complete inside the disk engine's next kick (see DiskEngine). */
   readonly inline: boolean
+  /** Requests go to io_uring's workers at once (see NOWAIT_FS_MAGIC). */
+  readonly async: boolean
+  private bytes: number
 
   private constructor (
     readonly path: string,
     readonly fd: number,
-    readonly size: number,
+    size: number,
     readonly bdev: string,
     /** In RAM (tmpfs/ramfs file, brd ram disk): I/O never waits on a device. */
     readonly inRam: boolean,
     /** Opened with O_DIRECT. */
     readonly direct: boolean,
+    /** Opened read-only. */
+    readonly readOnly: boolean,
     private readonly disk: DiskEngine,
     /** Every byte has its storage (not sparse): reading it through a map allocates nothing. */
-    allocated: boolean,
+    private readonly allocated: boolean,
+    async: boolean,
   ) {
+    this.bytes = size
     this.scheduler = new OrderedScheduler(req => this.start(req))
     this.inline = inRam && disk.inline
-    this.fileMap = null
-    // Not for sparse files: a read fault on a tmpfs hole allocates a page, where pread
-    // returns zeros for free, so reading a thin export through a map would fill RAM.
-    if (this.inline && allocated) {
-      try {
-        this.fileMap = mapFile(fd, size, true)
-      } catch (err) {
-        debug('%s: cannot map (%s); reads and writes use pread/pwrite', path, (err as Error).message)
-      }
-    }
+    this.async = async && !this.inline
+    this.remap()
   }
 
   /** Opens a backing path; a refusal carries the errno that says why (.code) and names the path. */
@@ -117,48 +140,94 @@ export class BackingStore implements BackingStoreInfo, RequestOwner {
     if (!st.isFile() && !st.isBlockDevice()) {
       throw storeError('ENOTBLK', `cannot export ${path}: neither a regular file nor a block device`)
     }
+    const readOnly = options.readOnly === true
+    const mode = readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR
     const direct = options.direct === true
     let fd: number
     let isDirect = direct
     try {
       try {
-        fd = await openFd(path, fs.constants.O_RDWR | (direct ? fs.constants.O_DIRECT : 0))
+        fd = await openFd(path, mode | (direct ? fs.constants.O_DIRECT : 0))
       } catch (err) {
         if (!direct || (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err
         debug('%s: O_DIRECT refused, using buffered I/O', path)
         isDirect = false
-        fd = await openFd(path, fs.constants.O_RDWR)
+        fd = await openFd(path, mode)
       }
     } catch (err) {
-      throw openError(err, `cannot open ${path} read-write`)
+      throw openError(err, `cannot open ${path} ${readOnly ? 'read-only' : 'read-write'}`)
     }
     try {
       // Asynchronous even here: a synchronous call must never hold up the packet loop.
-      const fst = await new Promise<fs.Stats>((resolve, reject) => fs.fstat(fd, (err, st) => err ? reject(err) : resolve(st)))
-      const bytes = fst.isBlockDevice() ? blockDeviceSize(fd) : fst.size
-      const size = bytes - (bytes % SECTOR_SIZE)
+      const fst = await fstat(fd)
+      const size = await sizeOf(fd, fst)
       // kvblade's answer to an empty backing.
-      if (size === 0) throw storeError('ENOENT', `${path} has no whole sector to export (size ${bytes})`)
+      if (size === 0) throw storeError('ENOENT', `${path} has no whole sector to export (size ${fst.size})`)
       const bdev = fst.isBlockDevice() ? `${devMajor(fst.rdev)}:${devMinor(fst.rdev)}` : '0:0'
-      const inRam = fst.isBlockDevice()
-        ? devMajor(fst.rdev) === RAMDISK_MAJOR
-        : RAM_FS_MAGIC.includes((await fs.promises.statfs(path)).type)
-      debug('opened %s: %d bytes, bdev %s%s%s', path, size, bdev, inRam ? ', in RAM' : '', isDirect ? ', O_DIRECT' : '')
+      const fsType = fst.isBlockDevice() ? 0 : (await fs.promises.statfs(path)).type
+      const inRam = fst.isBlockDevice() ? devMajor(fst.rdev) === RAMDISK_MAJOR : RAM_FS_MAGIC.includes(fsType)
+      const async = !fst.isBlockDevice() && !inRam && !NOWAIT_FS_MAGIC.includes(fsType)
+      debug('opened %s: %d bytes, bdev %s%s%s%s%s', path, size, bdev, inRam ? ', in RAM' : '', isDirect ? ', O_DIRECT' : '',
+        readOnly ? ', read-only' : '', async ? `, file system 0x${fsType.toString(16)}: async submission` : '')
       const allocated = fst.isBlockDevice() || fst.blocks * 512 >= size
-      return new BackingStore(path, fd, size, bdev, inRam, isDirect, disk, allocated)
+      return new BackingStore(path, fd, size, bdev, inRam, isDirect, readOnly, disk, allocated, async)
     } catch (err) {
       fs.closeSync(fd)
       throw err
     }
   }
 
+  /** Size in bytes, whole sectors, as last read. */
+  get size (): number {
+    return this.bytes
+  }
+
   get sectors (): number {
-    return this.size / SECTOR_SIZE
+    return this.bytes / SECTOR_SIZE
   }
 
   /** The file's map while reads are answered from it (see the class comment); null otherwise and once closing. */
   get map (): FileMap | null {
     return this.closed ? null : this.fileMap
+  }
+
+  /** DiskFile: where an inline engine may copy write data. */
+  get writeMap (): FileMap | null {
+    return this.readOnly ? null : this.fileMap
+  }
+
+  /** Maps the file at its current size (a file in RAM, not sparse: see the class comment). */
+  private remap (): void {
+    if (!this.inline || !this.allocated) return
+    if (this.fileMap !== null) this.oldMaps.push(this.fileMap)
+    this.fileMap = null
+    // Not for sparse files: a read fault on a tmpfs hole allocates a page, where pread
+    // returns zeros for free, so reading a thin export through a map would fill RAM.
+    try {
+      this.fileMap = mapFile(this.fd, this.bytes, !this.readOnly)
+    } catch (err) {
+      debug('%s: cannot map (%s); reads and writes use pread/pwrite', this.path, (err as Error).message)
+    }
+  }
+
+  /**
+   * Reads the size again. Returns the new size in bytes if it changed (then the store
+   * serves it from now on), else null. A size that cannot be read is left as it was.
+   */
+  async checkSize (): Promise<number | null> {
+    if (this.closed) return null
+    let size: number
+    try {
+      size = await sizeOf(this.fd)
+    } catch (err) {
+      debug('%s: cannot read the size: %s', this.path, (err as Error).message)
+      return null
+    }
+    if (size === this.bytes || this.closed) return null
+    debug('%s: size %d → %d bytes', this.path, this.bytes, size)
+    this.bytes = size
+    if (size > 0) this.remap()
+    return size
   }
 
   /** Requests accepted and not yet complete (mapped reads until their replies leave). */
@@ -181,7 +250,7 @@ export class BackingStore implements BackingStoreInfo, RequestOwner {
     // once, without the scheduler (a later write still fixes it first).
     if (req.kind === IoKind.Read && this.scheduler.writesOutstanding === 0) {
       const map = this.map
-      if (map !== null && req.sendFromMap(map)) {
+      if (map !== null && req.offset + req.length <= map.length && req.sendFromMap(map)) {
         this.listMapped(req, false)
         return
       }
@@ -195,17 +264,22 @@ export class BackingStore implements BackingStoreInfo, RequestOwner {
     if (!inOrder) this.mappedOutside++
   }
 
-  /** Runs once every earlier request this one overlaps is done. */
+  /** Runs once every earlier request this one overlaps is done. Every started request gets exactly one finish(). */
   private start (req: BlockRequest): void {
-    if (req.kind === IoKind.Flush) return this.disk.sync(this.fd, req, this.inline)
-    // A read whose data cannot change before its reply leaves, because nothing later
-    // waits for it, can be answered from the map without reading.
-    const map = this.map
-    if (req.kind === IoKind.Read && map !== null && !this.scheduler.blocksLater(req) && req.sendFromMap(map)) {
-      this.listMapped(req, true)
-      return
+    try {
+      if (req.kind === IoKind.Flush) return this.disk.sync(this, req)
+      // A read whose data cannot change before its reply leaves, because nothing later
+      // waits for it, can be answered from the map without reading.
+      const map = this.map
+      if (req.kind === IoKind.Read && map !== null && req.offset + req.length <= map.length &&
+          !this.scheduler.blocksLater(req) && req.sendFromMap(map)) {
+        this.listMapped(req, true)
+        return
+      }
+      this.disk.transfer(this, req, 0)
+    } catch (err) {
+      this.finish(req, Object.assign(new Error(`${IO_KIND_NAMES[req.kind]} not started: ${(err as Error).message}`), { code: 'EIO' }))
     }
-    this.disk.transfer(this.fd, req, 0, this.inline, this.fileMap)
   }
 
   /** A write is coming: mapped reads of the same sectors take their data now, before it lands. */
@@ -240,7 +314,11 @@ export class BackingStore implements BackingStoreInfo, RequestOwner {
   }
 
   /** @internal */ continueTransfer (req: BlockRequest, done: number): void {
-    this.disk.transfer(this.fd, req, done, this.inline, this.fileMap)
+    try {
+      this.disk.transfer(this, req, done)
+    } catch (err) {
+      this.finish(req, Object.assign(new Error(`${IO_KIND_NAMES[req.kind]} not continued: ${(err as Error).message}`), { code: 'EIO' }))
+    }
   }
 
   /** @internal */ finish (req: BlockRequest, err: NodeJS.ErrnoException | null): void {
@@ -256,6 +334,7 @@ export class BackingStore implements BackingStoreInfo, RequestOwner {
     this.closed = true
     if (this.inFlight > 0) await new Promise<void>(resolve => { this.drained = resolve })
     this.fileMap?.close()
+    for (const map of this.oldMaps) map.close()
     await new Promise<void>(resolve => fs.close(this.fd, () => resolve()))
   }
 }

@@ -64,7 +64,8 @@ export abstract class BlockRequest implements ScheduledIo {
       this.transferred += bytes
       if (this.transferred < this.length) {
         if (bytes > 0) return owner.continueTransfer(this, this.transferred)
-        err = Object.assign(new Error(`short ${IO_KIND_NAMES[this.kind]} at byte ${this.offset + this.transferred} of ${owner.path}`), { code: 'EIO' })
+        // Marked, so that a fault log can tell a short transfer (the file ends early) from a failing disk.
+        err = Object.assign(new Error(`short ${IO_KIND_NAMES[this.kind]} at byte ${this.offset + this.transferred} of ${owner.path}`), { code: 'EIO', short: true })
       }
     }
     owner.finish(this, err)

@@ -12,17 +12,24 @@ import type { FileMap } from '../native/memory'
  * do that says so in `inline`; the packet loop may then hand such requests buffers
  * that stay valid only until that kick returns (the receive ring).
  */
-export interface DiskEngine {
-  /** Requests with `inline` set complete within the kick() that follows them. */
+/** What an engine needs to know of the file a request is for (a BackingStore). */
+export interface DiskFile {
+  readonly fd: number
+  /** In RAM: the request is done in the next kick(). */
   readonly inline: boolean
-  /**
-   * Reads or writes req from byte `done` on; completion calls req.onTransfer(err, bytes).
-   * `inline`: the file lives in RAM, do it in the next kick. `map`: a writable mapping
-   * of the file that an engine may copy write data into instead of calling pwrite.
-   */
-  transfer (fd: number, req: BlockRequest, done: number, inline: boolean, map: FileMap | null): void
+  /** A writable mapping of the file that an engine may copy write data into instead of calling pwrite. */
+  readonly writeMap: FileMap | null
+  /** Straight to the kernel's workers: the file system may block inside the submit call (FUSE, NFS). */
+  readonly async: boolean
+}
+
+export interface DiskEngine {
+  /** Requests on files with `inline` set complete within the kick() that follows them. */
+  readonly inline: boolean
+  /** Reads or writes req from byte `done` on; completion calls req.onTransfer(err, bytes). */
+  transfer (file: DiskFile, req: BlockRequest, done: number): void
   /** fdatasync; completion calls req.onSync(err). */
-  sync (fd: number, req: BlockRequest, inline: boolean): void
+  sync (file: DiskFile, req: BlockRequest): void
   /** Hands queued requests to the kernel now; the packet loop calls it after each batch. Never throws. */
   kick (): void
   /**

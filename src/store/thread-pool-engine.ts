@@ -1,7 +1,6 @@
 import fs from 'node:fs'
 import type { BlockRequest } from './block-request'
-import type { DiskEngine } from './disk-engine'
-import type { FileMap } from '../native/memory'
+import type { DiskEngine, DiskFile } from './disk-engine'
 import { IoKind } from './ordering'
 
 /** The asynchronous calls the thread-pool engine makes; tests substitute slow or failing ones. */
@@ -28,13 +27,13 @@ export class ThreadPoolEngine implements DiskEngine {
 
   constructor (private readonly io: BackingIo = nodeFsIo) {}
 
-  transfer (fd: number, req: BlockRequest, done: number, _inline: boolean, _map: FileMap | null): void {
+  transfer (file: DiskFile, req: BlockRequest, done: number): void {
     const op = req.kind === IoKind.Read ? this.io.read : this.io.write
-    op(fd, req.buffer, req.bufferOffset + done, req.length - done, req.offset + done, req.onTransfer)
+    op(file.fd, req.buffer, req.bufferOffset + done, req.length - done, req.offset + done, req.onTransfer)
   }
 
-  sync (fd: number, req: BlockRequest, _inline: boolean): void {
-    this.io.fdatasync(fd, req.onSync)
+  sync (file: DiskFile, req: BlockRequest): void {
+    this.io.fdatasync(file.fd, req.onSync)
   }
 
   kick (): void {}

@@ -1,7 +1,7 @@
 import os from 'node:os'
 import createDebug from 'debug'
 import type { BlockRequest } from './block-request'
-import type { DiskEngine } from './disk-engine'
+import type { DiskEngine, DiskFile } from './disk-engine'
 import { IO_KIND_NAMES, IoKind } from './ordering'
 import { Uring, type UringCounters, type UringLayout } from '../native/uring'
 import type { FileMap } from '../native/memory'
@@ -19,7 +19,7 @@ function errnoError (errno: number, req: BlockRequest): NodeJS.ErrnoException {
 type Op = number
 
 /** A request that found its batch full; rare, so allocating for it is fine. */
-interface Waiting { op: Op, fd: number, req: BlockRequest, done: number, inline: boolean, map: FileMap | null }
+interface Waiting { op: Op, file: DiskFile, req: BlockRequest, done: number }
 
 /** The map column for a row copying into `map`: 1 + its index in the batch's maps. */
 function mapColumnFor (maps: FileMap[], map: FileMap): number {
@@ -113,13 +113,12 @@ export class UringEngine implements DiskEngine {
     return new UringEngine(Uring.open(entries), warn)
   }
 
-  transfer (fd: number, req: BlockRequest, done: number, inline: boolean, map: FileMap | null): void {
-    if (req.kind === IoKind.Read) this.queue(this.opRead, fd, req, done, inline, null)
-    else this.queue(this.opWrite, fd, req, done, inline, map)
+  transfer (file: DiskFile, req: BlockRequest, done: number): void {
+    this.queue(req.kind === IoKind.Read ? this.opRead : this.opWrite, file, req, done)
   }
 
-  sync (fd: number, req: BlockRequest, inline: boolean): void {
-    this.queue(this.opSync, fd, req, 0, inline, null)
+  sync (file: DiskFile, req: BlockRequest): void {
+    this.queue(this.opSync, file, req, 0)
   }
 
   private arenaId (buf: Buffer): number {
@@ -128,12 +127,13 @@ export class UringEngine implements DiskEngine {
     return id
   }
 
-  private writeRow (rows: Float64Array, row: number, op: Op, fd: number, req: BlockRequest, done: number, mapColumn: number): void {
+  private writeRow (rows: Float64Array, row: number, op: Op, file: DiskFile, req: BlockRequest, done: number, mapColumn: number): void {
     const at = row * this.rowWidth
     const c = this.layout.columns
     rows[at + c.op] = op
-    rows[at + c.fd] = fd
+    rows[at + c.fd] = file.fd
     rows[at + c.map] = mapColumn
+    rows[at + c.async] = file.async ? 1 : 0
     if (op === this.opSync) {
       rows[at + c.arena] = 0
       rows[at + c.offset] = 0
@@ -147,18 +147,20 @@ export class UringEngine implements DiskEngine {
     }
   }
 
-  private queue (op: Op, fd: number, req: BlockRequest, done: number, inline: boolean, map: FileMap | null): void {
+  private queue (op: Op, file: DiskFile, req: BlockRequest, done: number): void {
+    const inline = file.inline
     if (inline && this.inlineBatch.count < this.inlineBatch.capacity) {
       const batch = this.inlineBatch
       batch.requests[batch.count] = req
-      this.writeRow(batch.rows, batch.count++, op, fd, req, done, map === null ? 0 : mapColumnFor(batch.maps, map))
+      const map = op === this.opWrite ? file.writeMap : null
+      this.writeRow(batch.rows, batch.count++, op, file, req, done, map === null ? 0 : mapColumnFor(batch.maps, map))
     } else if (inline || this.freeCount === 0) {
-      this.waiting.push({ op, fd, req, done, inline, map })
+      this.waiting.push({ op, file, req, done })
     } else {
       const tag = this.freeTags[--this.freeCount]
       this.requests[tag] = req
       const row = this.queued++
-      this.writeRow(this.ring.ops, row, op, fd, req, done, 0)
+      this.writeRow(this.ring.ops, row, op, file, req, done, 0)
       this.ring.tags[row] = tag
     }
     // The packet loop kicks after every batch; this covers requests started elsewhere.
@@ -178,9 +180,9 @@ export class UringEngine implements DiskEngine {
     this.pumping = true
     try {
       for (;;) {
-        while (this.waiting.length > 0 && (this.waiting[0].inline ? this.inlineBatch.count < this.inlineBatch.capacity : this.freeCount > 0)) {
+        while (this.waiting.length > 0 && (this.waiting[0].file.inline ? this.inlineBatch.count < this.inlineBatch.capacity : this.freeCount > 0)) {
           const w = this.waiting.shift()!
-          this.queue(w.op, w.fd, w.req, w.done, w.inline, w.map)
+          this.queue(w.op, w.file, w.req, w.done)
         }
         const ranInline = this.runInline()
         const submitted = this.submitQueued()

@@ -5,7 +5,7 @@
  * unknown target, EBUSY while requests are in flight.
  */
 import { stat } from 'node:fs/promises'
-import type { AddCommand, TargetAddress } from '../../src/control/command'
+import type { AddCommand, CacheMode, TargetAddress } from '../../src/control/command'
 import { targetName } from '../../src/control/command'
 import type { Control, InterfaceStats, TargetInfo } from '../../src/control/control'
 import { ControlError } from '../../src/control/errors'
@@ -14,7 +14,7 @@ export const DEFAULT_MODEL = 'EtherDrive(R) kvblade'
 export const DEFAULT_SERIAL = 'SN HERE'
 
 export interface FakeCall {
-  op: 'add' | 'del' | 'readd' | 'announce' | 'setModel' | 'setSerial'
+  op: 'add' | 'del' | 'readd' | 'announce' | 'setModel' | 'setSerial' | 'setAcl' | 'setCache' | 'setBufferCount'
   arg?: unknown
 }
 
@@ -76,6 +76,15 @@ export class FakeControl implements Control {
       serial: DEFAULT_SERIAL,
       busy: 0,
       mtu: this.mtu,
+      readOnly: cmd.options?.readOnly === true,
+      offset: cmd.options?.offset ?? 0,
+      length: cmd.options?.length ?? sectors - (cmd.options?.offset ?? 0),
+      acl: cmd.options?.acl ?? [],
+      cache: cmd.options?.cache ?? 'writethrough',
+      bufferCount: cmd.options?.bufferCount ?? 64,
+      direct: cmd.options?.direct === true,
+      shared: cmd.options?.shared === true,
+      faults: {},
       stats: zeroStats()
     }
     this.targets.set(name, info)
@@ -133,6 +142,21 @@ export class FakeControl implements Control {
     this.calls.push({ op: 'setSerial', arg: serial })
     if (serial.length > 20) throw new ControlError('EINVAL', 'serial number longer than 20 characters')
     this.target(addr).serial = serial
+  }
+
+  async setAcl (addr: TargetAddress, macs: number[]): Promise<void> {
+    this.calls.push({ op: 'setAcl', arg: macs })
+    this.target(addr).acl = [...macs]
+  }
+
+  async setCache (addr: TargetAddress, mode: CacheMode): Promise<void> {
+    this.calls.push({ op: 'setCache', arg: mode })
+    this.target(addr).cache = mode
+  }
+
+  async setBufferCount (addr: TargetAddress, count: number): Promise<void> {
+    this.calls.push({ op: 'setBufferCount', arg: count })
+    this.target(addr).bufferCount = count
   }
 
   interfaces (): InterfaceStats[] {

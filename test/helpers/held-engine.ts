@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs'
 import type { BlockRequest } from '../../src/store/block-request'
-import type { DiskEngine } from '../../src/store/disk-engine'
+import type { DiskEngine, DiskFile } from '../../src/store/disk-engine'
 import { IoKind } from '../../src/store/ordering'
 
 export class HeldEngine implements DiskEngine {
@@ -14,7 +14,8 @@ export class HeldEngine implements DiskEngine {
   /** With `runOnKick`, kick() runs what is held (as an inline engine must). */
   constructor (readonly inline = false, private readonly runOnKick = false) {}
 
-  transfer (fd: number, req: BlockRequest, done: number): void {
+  transfer (file: DiskFile, req: BlockRequest, done: number): void {
+    const fd = file.fd
     this.held.push(() => {
       try {
         const n = req.kind === IoKind.Read
@@ -27,7 +28,7 @@ export class HeldEngine implements DiskEngine {
     })
   }
 
-  sync (_fd: number, req: BlockRequest): void {
+  sync (_file: DiskFile, req: BlockRequest): void {
     this.held.push(() => req.onSync(null))
   }
 

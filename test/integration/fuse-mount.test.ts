@@ -57,7 +57,7 @@ if (reason !== undefined) {
     t.equal(r.code, 0, r.stderr)
     t.same((await readdir(mnt)).filter(n => n.includes('@')), ['9.0@eth0'])
     const ls = await sh('ls "$1/9.0@eth0"', [mnt])
-    t.equal(ls.stdout, 'bdev\nbpath\nbusy\nmodel\nmtu\nscnt\nsn\nstat\n')
+    t.equal(ls.stdout, 'acl\nbdev\nbpath\nbufcnt\nbusy\ncache\nfaults\nlength\nmodel\nmtu\noffset\nro\nscnt\nsn\nstat\n')
     t.ok((await stat(p('9.0@eth0'))).isDirectory())
   })
 
@@ -79,7 +79,7 @@ if (reason !== undefined) {
       t.equal((await stat(p('9.0@eth0', name))).size, Buffer.byteLength(value), `size of ${name}`)
     }
     const modes = await sh('cd "$1/9.0@eth0" && stat -c "%n %a" *', [mnt])
-    t.equal(modes.stdout, 'bdev 444\nbpath 444\nbusy 444\nmodel 644\nmtu 444\nscnt 444\nsn 644\nstat 444\n')
+    t.equal(modes.stdout, 'acl 644\nbdev 444\nbpath 444\nbufcnt 644\nbusy 444\ncache 644\nfaults 444\nlength 444\nmodel 644\nmtu 444\noffset 444\nro 444\nscnt 444\nsn 644\nstat 444\n')
     // Values are always fresh, sizes too (no attribute caching).
     fake.list()[0].busy = 123456
     t.equal((await stat(p('9.0@eth0', 'busy'))).size, 7)

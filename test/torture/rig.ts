@@ -98,6 +98,7 @@ export async function memoryUse (pid: number): Promise<MemoryUse> {
 }
 
 const O_DIRECT = 0o40000 // x86-64 and arm64 asm-generic
+const O_ACCMODE = 0o3
 const TMPFS_MAGIC = 0x01021994
 
 /**
@@ -124,10 +125,13 @@ export async function confirmStorePath (pid: number, file: string, sp: StorePath
     }
     if (target === 'anon_inode:[io_uring]') uring = true
     if (target !== real) continue
-    fileFds++
     const info = await fsp.readFile(`/proc/${pid}/fdinfo/${fd}`, 'utf8')
     const flags = /^flags:\s+([0-7]+)/m.exec(info)
-    if (flags !== null && (parseInt(flags[1], 8) & O_DIRECT) !== 0) directFds++
+    const bits = flags === null ? 0 : parseInt(flags[1], 8)
+    // The daemon also holds a read-only descriptor for its lock on the file; only those it does I/O through count.
+    if ((bits & O_ACCMODE) === 0) continue
+    fileFds++
+    if ((bits & O_DIRECT) !== 0) directFds++
   }
   if (fileFds === 0) problems.push(`${sp.id}: the daemon has no descriptor open on ${real}`)
   if (sp.expect.direct ? directFds !== fileFds || fileFds === 0 : directFds > 0) {

@@ -7,7 +7,7 @@
 import t from 'tap'
 import { constants } from 'node:os'
 import {
-  MAJOR_LINUX_REFUSES, MAJOR_MAX, MINOR_MAX, parseAddCommand, parseDelCommand, parseNumber, targetName,
+  MAJOR_LINUX_REFUSES, MAJOR_MAX, MINOR_MAX, formatAddCommand, formatOptions, parseAddCommand, parseDelCommand, parseNumber, targetName,
 } from '../../src/control/command'
 import { ControlError } from '../../src/control/errors'
 
@@ -138,5 +138,71 @@ t.test('targetName is major.minor@netif in decimal', t => {
   // kvstat lists entries matching [0-9]*\.[0-9]*@
   t.match(targetName(parseDelCommand('0x10 010 eth0')), /^[0-9]*\.[0-9]*@/, 'kvstat pattern')
   t.equal(targetName(parseDelCommand('0x10 010 eth0')), '16.8@eth0', 'hex and octal input named in decimal')
+  t.end()
+})
+
+t.test('add options: each NAME or NAME=VALUE after the four fields', t => {
+  const base = '9 0 eth0 /d'
+  const cases: Array<[string, object]> = [
+    ['ro', { readOnly: true }],
+    ['shared', { shared: true }],
+    ['direct', { direct: true }],
+    ['offset=2048', { offset: 2048 }],
+    ['offset=0x800 length=010', { offset: 2048, length: 8 }],
+    ['length=1', { length: 1 }],
+    ['acl=52:54:00:12:34:56', { acl: [0x525400123456] }],
+    ['acl=52:54:00:12:34:56,52-54-00-12-34-57,525400123456', { acl: [0x525400123456, 0x525400123457] }],
+    ['cache=writethrough', { cache: 'writethrough' }],
+    ['cache=writeback', { cache: 'writeback' }],
+    ['bufcnt=2', { bufferCount: 2 }],
+    ['bufcnt=65535', { bufferCount: 65535 }],
+    ['ro shared direct offset=1 length=2 acl=02:00:00:00:00:01 cache=writeback bufcnt=16',
+      { readOnly: true, shared: true, direct: true, offset: 1, length: 2, acl: [0x020000000001], cache: 'writeback', bufferCount: 16 }],
+    ['\tro  \tcache=writeback\n', { readOnly: true, cache: 'writeback' }],
+  ]
+  for (const [words, options] of cases) {
+    t.same(parseAddCommand(`${base} ${words}`), { major: 9, minor: 0, ifname: 'eth0', path: '/d', options }, words.trim())
+  }
+  t.notOk('options' in parseAddCommand(base), 'the four-field form carries no options at all')
+  t.end()
+})
+
+t.test('add options: unknown, repeated, bad values and model/sn are EINVAL naming them', t => {
+  const cases: Array<[string, RegExp]> = [
+    ['readonly', /unknown option "readonly"/],
+    ['ro ro', /option ro given twice/],
+    ['cache=writeback cache=writethrough', /option cache given twice/],
+    ['ro=1', /option ro takes no value/],
+    ['offset', /option offset needs a value/],
+    ['offset=', /option offset needs a value/],
+    ['offset=-1', /offset "-1" is not a number/],
+    ['offset=1.5', /offset "1.5" is not a number/],
+    ['length=0', /length=0 exports nothing/],
+    ['acl=nope', /acl: "nope" is not a MAC address/],
+    ['acl=52:54:00:12:34:56,', /acl: "" is not a MAC address/],
+    ['cache=none', /cache must be writethrough or writeback, not "none"/],
+    ['bufcnt=1', /bufcnt must be 2-65535/],
+    ['bufcnt=65536', /bufcnt must be 2-65535/],
+    ['bufcnt=lots', /bufcnt takes a number/],
+    ['model=Disk', /model is not an add option: write it to the target's model file/],
+    ['sn=123', /sn is not an add option: write it to the target's sn file/],
+    ['/extra/path', /unknown option "\/extra\/path"/],
+  ]
+  for (const [words, message] of cases) {
+    const line = `9 0 eth0 /d ${words}`
+    einval(t, () => parseAddCommand(line), JSON.stringify(words))
+    t.throws(() => parseAddCommand(line), { message }, `${words}: says which`)
+  }
+  t.end()
+})
+
+t.test('formatAddCommand writes what parseAddCommand reads back', t => {
+  const lines = [
+    '9 0 eth0 /d',
+    '65534 254 veth-a /srv/disk.img ro shared direct offset=1 length=2 acl=02:00:00:00:00:01,52:54:00:12:34:56 cache=writeback bufcnt=16',
+    '1 2 lo /x cache=writethrough',
+  ]
+  for (const line of lines) t.equal(formatAddCommand(parseAddCommand(line)), line, line)
+  t.equal(formatOptions({}), '', 'no options, no words')
   t.end()
 })

@@ -17,6 +17,7 @@ import { Uring } from '../../src/native/uring'
 import { AddressState } from '../../src/engine/address-state'
 import { Port } from '../../src/engine/port'
 import { Target } from '../../src/engine/target'
+import { Export, diskOptions } from '../../src/engine/export'
 import { TX_SLOTS } from '../../src/engine/transmit'
 import { FakeFrameIo } from '../helpers/fake-frame-io'
 import { HeldEngine } from '../helpers/held-engine'
@@ -67,7 +68,8 @@ async function rig (t: { teardown: (fn: () => unknown) => void }, where: string,
   if (store.map !== null) io.mapFile(store.map, store.fd)
   const warnings: string[] = []
   const port = new Port(io, { disk, warn: m => warnings.push(m) })
-  const target = new Target(9, 0, io.link.name, store, new AddressState(), 64, () => io.link.mtu)
+  const exported = new Export(store, 'test', diskOptions({}, { direct: false, cache: 'writeback' }))
+  const target = new Target(9, 0, io.link.name, exported, new AddressState(), 64, () => io.link.mtu)
   port.addTarget(target)
   t.teardown(async () => {
     port.removeTarget(target)
