@@ -57,7 +57,7 @@ export const TARGET_STAT_FIELDS: ReadonlyArray<keyof TargetStats> =
   ['reads', 'readSectors', 'writes', 'writeSectors', 'flushes', 'errors', 'inFlight', 'frames']
 
 /** Field order of the top-level `stat` lines, after the interface name. */
-export const INTERFACE_STAT_FIELDS: ReadonlyArray<Exclude<keyof InterfaceStats, 'ifname'>> =
+export const INTERFACE_STAT_FIELDS: ReadonlyArray<Exclude<keyof InterfaceStats, 'ifname' | 'link'>> =
   ['framesIn', 'framesOut', 'kernelDrops', 'ignored', 'malformed', 'sendErrors']
 
 function num (n: number): string {

@@ -47,11 +47,26 @@ export interface TargetInfo extends TargetAddress {
   /** Disk faults so far, by kind ("read EIO", "write ENOSPC", "read short"...). */
   faults: Record<string, number>
   stats: TargetStats
+  /** How long disk requests took, request to reply, as a cumulative histogram. */
+  latency: LatencyHistogram
+}
+
+/**
+ * Request latencies (seconds): counts[i] requests took at most bounds[i] (the last
+ * bound is +Infinity), cumulative as Prometheus histograms are; sum in seconds.
+ */
+export interface LatencyHistogram {
+  bounds: readonly number[]
+  counts: number[]
+  sum: number
+  count: number
 }
 
 /** Counters for one interface the engine serves. */
 export interface InterfaceStats {
   ifname: string
+  /** up, down (present but down or without carrier), or gone (no such interface now). */
+  link: 'up' | 'down' | 'gone'
   framesIn: number
   framesOut: number
   /** Frames the kernel dropped because the socket buffer was full. */

@@ -23,6 +23,7 @@ import { CopyBatch, type FileMap } from '../native/memory'
 import type { CommandResult } from './commands'
 import type { Target } from './target'
 import { frameAt, type MappedReply, type TxQueue } from './transmit'
+import { now } from './latency'
 
 const EIO = Object.assign(new Error('the request could not be handed to the disk'), { code: 'EIO' })
 
@@ -36,6 +37,8 @@ class Exchange extends BlockRequest implements MappedReply {
   borrowsRing = false
   /** While its reply waits to be sent with data from a map: whose read it is. */
   mappedFor: Target | null = null
+  /** When it was received (latency.ts clock). */
+  started = 0
 
   constructor (private readonly exchanges: AtaExchanges, readonly slot: number) {
     super()
@@ -119,6 +122,7 @@ export class AtaExchanges implements ExchangeCounters {
     plan.offset = p.offset
     plan.length = p.length
     ex.step = result.step
+    ex.started = now()
     ex.target = t
     ex.store = t.disk.store
     // The plan is in the target's sectors; the store's are the backing's (the slice starts further in).
@@ -251,6 +255,7 @@ export class AtaExchanges implements ExchangeCounters {
     } else {
       t.flushes++
     }
+    t.latency.record(ex.started)
     completeAta(ex.step, err !== null, plan)
     encodeAtaStatus(this.tx.arena, frameAt(ex.slot), plan.status, plan.error, plan.sectorCount)
     this.tx.queue(ex.slot, ATA_HEADER_LENGTH + plan.dataLength)
@@ -267,6 +272,7 @@ export class AtaExchanges implements ExchangeCounters {
     this.outstanding--
     t.reads++
     t.readSectors += ex.length / SECTOR_SIZE
+    t.latency.record(ex.started)
     const plan = ex.plan
     completeAta(AtaStep.Read, false, plan)
     encodeAtaStatus(this.tx.arena, frameAt(ex.slot), plan.status, plan.error, plan.sectorCount)

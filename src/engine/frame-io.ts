@@ -11,6 +11,8 @@ export interface LinkState {
   mtu: number
   /** Administratively up and with carrier. */
   up: boolean
+  /** The interface exists (it may have been unplugged or deleted). */
+  present: boolean
 }
 
 /** What the socket counted, for the control plane's `stat`. */

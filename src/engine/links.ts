@@ -12,11 +12,9 @@ import type { FrameCounters, FrameIo, LinkState } from './frame-io'
 
 const debug = createDebug('kvblade:links')
 
-/** A LinkState that also knows whether the interface exists now. */
+/** A LinkState with the kernel's index of the interface. */
 export interface KnownLink extends LinkState {
   index: number
-  /** The interface exists (it may still be down). */
-  present: boolean
 }
 
 /** Where link records come from: the kernel (LinkMonitor), or a test. */

@@ -82,8 +82,10 @@ export class Port {
 
   stats (): InterfaceStats {
     const c = this.io.counters()
+    const link = this.io.link
     return {
       ifname: this.ifname,
+      link: !link.present ? 'gone' : link.up ? 'up' : 'down',
       framesIn: c.framesIn,
       framesOut: c.framesOut,
       kernelDrops: c.kernelDrops,

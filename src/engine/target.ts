@@ -2,6 +2,7 @@ import type { TargetInfo } from '../control/control'
 import type { AddressState } from './address-state'
 import type { CommandTarget } from './commands'
 import type { Export } from './export'
+import { Latency } from './latency'
 
 export const FIRMWARE_TEXT = 'kvb0.1'
 export const DEFAULT_MODEL = 'kvblade AoE target'
@@ -29,6 +30,8 @@ export class Target implements CommandTarget {
   frames = 0
   /** Disk faults by kind ("read EIO", "write ENOSPC", "read short"...). */
   readonly faults = new Map<string, number>()
+  /** Disk requests, received to answered. */
+  readonly latency = new Latency()
 
   constructor (
     readonly major: number,
@@ -96,6 +99,7 @@ export class Target implements CommandTarget {
         inFlight: this.busy,
         frames: this.frames,
       },
+      latency: this.latency.snapshot(),
     }
   }
 }

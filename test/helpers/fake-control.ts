@@ -32,7 +32,7 @@ export class FakeControl implements Control {
 
   constructor (ifnames: string[] = ['eth0', 'lo'], readonly mtu = 1500) {
     for (const ifname of ifnames) {
-      this.ifaces.set(ifname, { ifname, framesIn: 0, framesOut: 0, kernelDrops: 0, ignored: 0, malformed: 0, sendErrors: 0 })
+      this.ifaces.set(ifname, { ifname, link: 'up', framesIn: 0, framesOut: 0, kernelDrops: 0, ignored: 0, malformed: 0, sendErrors: 0 })
     }
   }
 
@@ -85,7 +85,8 @@ export class FakeControl implements Control {
       direct: cmd.options?.direct === true,
       shared: cmd.options?.shared === true,
       faults: {},
-      stats: zeroStats()
+      stats: zeroStats(),
+      latency: { bounds: [0.001, Infinity], counts: [0, 0], sum: 0, count: 0 }
     }
     this.targets.set(name, info)
     return info

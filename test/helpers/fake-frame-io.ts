@@ -34,7 +34,7 @@ export class FakeFrameIo implements FrameIo {
   private readonly maps = new Map<FileMap, number>()
 
   constructor (readonly rxSlots = 256, name = 'fake0', mac = 0x020000000001, mtu = 1500) {
-    this.link = { name, mac, mtu, up: true }
+    this.link = { name, mac, mtu, up: true, present: true }
     this.rx = Buffer.alloc(rxSlots * SLOT)
     this.rxOffsets = new Uint32Array(rxSlots)
     this.rxLengths = new Uint32Array(rxSlots)

@@ -48,8 +48,8 @@ t.test('formats', async t => {
   t.equal(formatTargetStat({ reads: 1, readSectors: 22, writes: 333, writeSectors: 4444, flushes: 5, errors: 0, inFlight: 7, frames: 123456789 }),
     '       1       22      333     4444        5        0        7 123456789\n')
   t.equal(formatInterfaceStats([
-    { ifname: 'eth0', framesIn: 1, framesOut: 2, kernelDrops: 3, ignored: 4, malformed: 5, sendErrors: 6 },
-    { ifname: 'lo', framesIn: 0, framesOut: 0, kernelDrops: 0, ignored: 0, malformed: 0, sendErrors: 0 }
+    { ifname: 'eth0', link: 'up', framesIn: 1, framesOut: 2, kernelDrops: 3, ignored: 4, malformed: 5, sendErrors: 6 },
+    { ifname: 'lo', link: 'down', framesIn: 0, framesOut: 0, kernelDrops: 0, ignored: 0, malformed: 0, sendErrors: 0 }
   ]), 'eth0 1 2 3 4 5 6\nlo 0 0 0 0 0 0\n')
   t.equal(formatInterfaceStats([]), '')
 })
