@@ -54,7 +54,7 @@ export const TARGET_FILES = ['acl', 'bdev', 'bpath', 'bufcnt', 'busy', 'cache', 
 
 /** Field order of a target's `stat` line; the same order as TargetStats. */
 export const TARGET_STAT_FIELDS: ReadonlyArray<keyof TargetStats> =
-  ['reads', 'readSectors', 'writes', 'writeSectors', 'flushes', 'errors', 'inFlight', 'frames']
+  ['reads', 'readSectors', 'writes', 'writeSectors', 'flushes', 'errors', 'inFlight', 'frames', 'syncs', 'syncedWrites']
 
 /** Field order of the top-level `stat` lines, after the interface name. */
 export const INTERFACE_STAT_FIELDS: ReadonlyArray<Exclude<keyof InterfaceStats, 'ifname' | 'link'>> =
@@ -64,7 +64,7 @@ function num (n: number): string {
   return Number.isFinite(n) ? String(Math.trunc(n)) : '0'
 }
 
-/** A target's `stat` line: eight counters, each right-aligned in 8 columns like /sys/block/<dev>/stat. */
+/** A target's `stat` line: ten counters, each right-aligned in 8 columns like /sys/block/<dev>/stat. */
 export function formatTargetStat (s: TargetStats): string {
   return TARGET_STAT_FIELDS.map(f => num(s[f]).padStart(8)).join(' ') + '\n'
 }

@@ -1,20 +1,26 @@
 /** Command-line parsing for `kvblade`: small enough that a dependency would not pay. */
-import { parseBufferCount } from '../control/values'
+import { parseBufferCount, parseCacheMode, type CacheMode } from '../control/values'
 
 export const USAGE = `Usage:
-  kvblade start [--mount DIR | --no-mount] [--add "MAJOR MINOR IFACE PATH"]... [--bufcnt N] [--direct]
+  kvblade start [--mount DIR | --no-mount] [--add "MAJOR MINOR IFACE PATH [OPTION]..."]... [--bufcnt N] [--direct] [--cache MODE]
   kvblade sysfs [--mount DIR] -- COMMAND [ARGS...]
   kvblade --help | --version
 
 start   Run the AoE target in the foreground until SIGINT or SIGTERM.
-          --add "MAJOR MINOR IFACE PATH"  export PATH (file or block device) as
-                                          shelf MAJOR slot MINOR on IFACE; repeatable;
-                                          same syntax as the control plane's add file
+          --add "MAJOR MINOR IFACE PATH [OPTION]..."  export PATH (file or block
+                        device) as shelf MAJOR slot MINOR on IFACE; repeatable; the
+                        syntax of the control plane's add file. Options: ro, shared,
+                        direct, offset=SECTORS, length=SECTORS, acl=MAC[,MAC...],
+                        cache=writethrough|writeback, bufcnt=N
           --mount DIR   mount the sysfs-style control plane at DIR (default /mnt/kvblade)
           --no-mount    run without the control plane
           --bufcnt N    buffer count advertised to initiators (default 64, min 2)
           --direct      open backing files with O_DIRECT, bypassing the page cache
                         (like vblade -d; buffered where the file system refuses)
+          --cache MODE  writethrough (default): a write is acknowledged once it is
+                        on stable storage (writes completing together share one
+                        fdatasync); writeback: once it is in the page cache (a
+                        power cut loses what was not flushed); per target: cache=
 sysfs   Run COMMAND in a private mount namespace in which /sys/kvblade is the control
         plane mounted at DIR, so kvblade's original kvadd/kvdel/kvstat work unchanged.
 
@@ -25,7 +31,7 @@ export const DEFAULT_MOUNT = '/mnt/kvblade'
 export type Invocation =
   | { command: 'help' }
   | { command: 'version' }
-  | { command: 'start', mount: string | null, adds: string[], bufferCount?: number, direct?: boolean }
+  | { command: 'start', mount: string | null, adds: string[], bufferCount?: number, direct?: boolean, cache?: CacheMode }
   | { command: 'sysfs', mount: string, argv: string[] }
 
 export class UsageError extends Error {}
@@ -47,12 +53,21 @@ export function parseArgs (argv: string[]): Invocation {
     const adds: string[] = []
     let bufferCount: number | undefined
     let direct: boolean | undefined
+    let cache: CacheMode | undefined
     for (let i = 0; i < rest.length; i++) {
       const arg = rest[i]
       if (arg === '--mount') mount = value(rest, i++, arg)
       else if (arg.startsWith('--mount=')) mount = arg.slice(8)
       else if (arg === '--no-mount') mount = null
       else if (arg === '--direct') direct = true
+      else if (arg === '--cache' || arg.startsWith('--cache=')) {
+        const text = arg === '--cache' ? value(rest, i++, arg) : arg.slice(8)
+        try {
+          cache = parseCacheMode(text)
+        } catch (err) {
+          throw new UsageError(`--cache: ${(err as Error).message}`)
+        }
+      }
       else if (arg === '--add') adds.push(value(rest, i++, arg))
       else if (arg.startsWith('--add=')) adds.push(arg.slice(6))
       else if (arg === '--bufcnt' || arg.startsWith('--bufcnt=')) {
@@ -65,7 +80,7 @@ export function parseArgs (argv: string[]): Invocation {
       } else throw new UsageError(`unknown option ${arg}`)
     }
     if (mount === '') throw new UsageError('--mount needs a directory')
-    return { command: 'start', mount, adds, bufferCount, ...(direct === true ? { direct } : {}) }
+    return { command: 'start', mount, adds, bufferCount, ...(direct === true ? { direct } : {}), ...(cache !== undefined ? { cache } : {}) }
   }
   if (command === 'sysfs') {
     let mount = DEFAULT_MOUNT

@@ -1,6 +1,7 @@
 import createDebug from 'debug'
 import { Engine } from '../engine/engine'
 import { parseAddCommand } from '../control/command'
+import type { CacheMode } from '../control/values'
 import { mountControlPlane, type MountedControlPlane } from '../../fuse/mount'
 import { runWithSysfs } from '../../fuse/sysfs-namespace'
 import { parseArgs, USAGE, UsageError } from './args'
@@ -17,8 +18,8 @@ function version (): string {
   return (require('../../../package.json') as { version: string }).version
 }
 
-async function start (mount: string | null, adds: string[], bufferCount?: number, direct?: boolean): Promise<number> {
-  const engine = new Engine({ bufferCount, direct, warn: msg => printError(`warning: ${msg}`) })
+async function start (mount: string | null, adds: string[], bufferCount?: number, direct?: boolean, cache?: CacheMode): Promise<number> {
+  const engine = new Engine({ bufferCount, direct, cache, warn: msg => printError(`warning: ${msg}`) })
   let controlPlane: MountedControlPlane | null = null
   let stopping = false
 
@@ -76,7 +77,7 @@ export async function run (argv: string[]): Promise<number> {
       process.stdout.write(`kvblade ${version()}\n`)
       return 0
     case 'start':
-      return await start(inv.mount, inv.adds, inv.bufferCount, inv.direct)
+      return await start(inv.mount, inv.adds, inv.bufferCount, inv.direct, inv.cache)
     case 'sysfs':
       return await runWithSysfs(inv.mount, inv.argv)
   }

@@ -3,7 +3,8 @@ import type { AddCommand, CacheMode, TargetAddress } from './command'
 /**
  * Per-target counters, in the order `stat` prints them (see fuse/README or the README's
  * control-plane section). Modelled on /sys/block/<dev>/stat: requests and sectors per
- * direction, then flushes, ATA errors, requests in flight, and AoE frames handled.
+ * direction, then flushes, ATA errors, requests in flight, AoE frames handled, and the
+ * group commit's syncs and the writes they covered.
  */
 export interface TargetStats {
   reads: number
@@ -14,6 +15,9 @@ export interface TargetStats {
   errors: number
   inFlight: number
   frames: number
+  /** Group commit (writethrough): fdatasyncs issued, and the writes they made durable (their ratio: writes per sync). */
+  syncs: number
+  syncedWrites: number
 }
 
 /** What the control plane shows of one target (one `major.minor@netif` directory). */

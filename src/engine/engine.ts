@@ -136,6 +136,7 @@ export class Engine implements Control {
     } catch (err) {
       throw refusal(err)
     }
+    store.ackMode = o.cache
     const disk = new Export(store, '', o)
     try {
       if (!disk.fits()) {
@@ -333,6 +334,7 @@ export class Engine implements Control {
     return this.exclusive(async () => {
       const disk = this.find(addr).disk
       disk.options = { ...disk.options, cache: mode }
+      disk.store.ackMode = mode
     })
   }
 

@@ -98,6 +98,8 @@ export class Target implements CommandTarget {
         errors: this.errors,
         inFlight: this.busy,
         frames: this.frames,
+        syncs: d.store.syncCounters.syncs,
+        syncedWrites: d.store.syncCounters.syncedWrites,
       },
       latency: this.latency.snapshot(),
     }

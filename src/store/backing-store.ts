@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import createDebug from 'debug'
 import { blockDeviceSize } from '../native/block-device'
 import { mapFile, type FileMap } from '../native/memory'
-import type { BlockRequest, RequestOwner } from './block-request'
+import { BlockRequest, type RequestOwner } from './block-request'
 import { IO_KIND_NAMES, IoKind, OrderedScheduler } from './ordering'
 import type { DiskEngine, DiskFile } from './disk-engine'
 
@@ -20,6 +20,30 @@ const RAM_FS_MAGIC = [0x01021994, 0x858458f6]
 const NOWAIT_FS_MAGIC = [0xef53, 0x58465342, 0x9123683e, 0xf2f52010, 0xca451a4e]
 /** brd, /dev/ram*. */
 const RAMDISK_MAJOR = 1
+
+/**
+ * When a write is acknowledged: "writethrough" once it is on stable storage (after an
+ * fdatasync that covers it), "writeback" once it is in the backing file (page cache).
+ */
+export type AckMode = 'writethrough' | 'writeback'
+
+/** The fdatasync of a group commit: one for every write that completed before it started. */
+class GroupSync extends BlockRequest {
+  constructor (private readonly done: (err: NodeJS.ErrnoException | null) => void) {
+    super()
+    this.kind = IoKind.Flush
+  }
+
+  ioComplete (err: NodeJS.ErrnoException | null): void {
+    this.done(err)
+  }
+}
+
+/** Group commit counters: syncs issued for it, and the writes they made durable. */
+export interface SyncCounters {
+  syncs: number
+  syncedWrites: number
+}
 
 export interface BackingStoreInfo {
   path: string
@@ -76,8 +100,11 @@ async function sizeOf (fd: number, st?: fs.Stats): Promise<number> {
 /**
  * A regular file (sparse is fine) or a block device. Requests run concurrently (on
  * io_uring or the thread pool, see disk-engine.ts), ordered only where they overlap
- * (see ordering.ts). A write is acknowledged once it is in the backing file (the page
- * cache): a daemon crash cannot lose it; FLUSH CACHE makes it durable with fdatasync.
+ * (see ordering.ts). In writethrough (the default above us) a write is acknowledged
+ * once it is on stable storage: the writes that complete together share one
+ * fdatasync (group commit), and while it runs new writes gather for the next. In
+ * writeback a write is acknowledged once it is in the file (the page cache; a daemon
+ * crash cannot lose it, a power cut can), and FLUSH CACHE makes it durable.
  *
  * A file in RAM on an engine that can run it inline (see DiskEngine) is also mapped:
  * its reads are answered from the map (the kernel copies the data into the reply when
@@ -104,6 +131,20 @@ export class BackingStore implements BackingStoreInfo, RequestOwner, DiskFile {
   /** Requests go to io_uring's workers at once (see NOWAIT_FS_MAGIC). */
   readonly async: boolean
   private bytes: number
+  /** How writes are acknowledged (see AckMode); files in RAM have nothing to sync either way. */
+  ackMode: AckMode = 'writeback'
+  /** Group commit: writes in the page cache whose acknowledgement waits for the next sync. */
+  private unsynced: BlockRequest[] = []
+  /** The writes the sync in flight covers (null: none in flight). */
+  private syncing: BlockRequest[] | null = null
+  private syncScheduled = false
+  private readonly groupSync = new GroupSync(err => this.synced(err))
+  private readonly syncOwner: RequestOwner = {
+    path: '',
+    continueTransfer: () => {},
+    finish: (req, err) => req.ioComplete(err),
+  }
+  readonly syncCounters: SyncCounters = { syncs: 0, syncedWrites: 0 }
 
   private constructor (
     readonly path: string,
@@ -230,9 +271,9 @@ export class BackingStore implements BackingStoreInfo, RequestOwner, DiskFile {
     return size
   }
 
-  /** Requests accepted and not yet complete (mapped reads until their replies leave). */
+  /** Requests accepted and not yet answered (mapped reads until their replies leave, writes until synced). */
   get inFlight (): number {
-    return this.scheduler.outstanding + this.mappedOutside
+    return this.scheduler.outstanding + this.mappedOutside + this.unsynced.length + (this.syncing?.length ?? 0)
   }
 
   /**
@@ -322,9 +363,54 @@ export class BackingStore implements BackingStoreInfo, RequestOwner, DiskFile {
   }
 
   /** @internal */ finish (req: BlockRequest, err: NodeJS.ErrnoException | null): void {
+    // Done as far as ordering goes (it is in the file): later overlapping requests may run.
     this.scheduler.complete(req)
     if (err !== null) debug('%s: %s failed: %s', this.path, IO_KIND_NAMES[req.kind], err.message)
+    if (err === null && req.kind === IoKind.Write && this.ackMode === 'writethrough' && !this.inline) {
+      // Acknowledged only once on stable storage, with the writes that completed with it.
+      this.unsynced.push(req)
+      this.scheduleSync()
+      return
+    }
     req.ioComplete(err)
+    this.checkDrained()
+  }
+
+  /**
+   * Starts the next group sync once the current turn is over, so that writes completing
+   * together (one receive batch, one reap) share it; while one runs, new writes wait
+   * for the next.
+   */
+  private scheduleSync (): void {
+    if (this.syncScheduled || this.syncing !== null) return
+    this.syncScheduled = true
+    queueMicrotask(() => {
+      this.syncScheduled = false
+      this.startSync()
+    })
+  }
+
+  private startSync (): void {
+    if (this.syncing !== null || this.unsynced.length === 0) return
+    this.syncing = this.unsynced
+    this.unsynced = []
+    this.syncCounters.syncs++
+    this.groupSync.begin(this.syncOwner)
+    try {
+      this.disk.sync(this, this.groupSync)
+    } catch (err) {
+      this.synced(Object.assign(new Error(`sync not started: ${(err as Error).message}`), { code: 'EIO' }))
+    }
+  }
+
+  /** The group sync is done: its writes are acknowledged (as failed, if it failed), and the next one starts. */
+  private synced (err: NodeJS.ErrnoException | null): void {
+    const writes = this.syncing ?? []
+    this.syncing = null
+    if (err !== null) debug('%s: group sync of %d writes failed: %s', this.path, writes.length, err.message)
+    else this.syncCounters.syncedWrites += writes.length
+    for (const req of writes) req.ioComplete(err)
+    if (this.unsynced.length > 0) this.startSync()
     this.checkDrained()
   }
 

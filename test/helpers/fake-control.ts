@@ -19,7 +19,7 @@ export interface FakeCall {
 }
 
 function zeroStats (): TargetInfo['stats'] {
-  return { reads: 0, readSectors: 0, writes: 0, writeSectors: 0, flushes: 0, errors: 0, inFlight: 0, frames: 0 }
+  return { reads: 0, readSectors: 0, writes: 0, writeSectors: 0, flushes: 0, errors: 0, inFlight: 0, frames: 0, syncs: 0, syncedWrites: 0 }
 }
 
 export class FakeControl implements Control {

@@ -71,7 +71,7 @@ if (reason !== undefined) {
     const r = await exec(join(SCRIPTS, 'kvstat'), ['-d', mnt], { env: { ...process.env, LC_ALL: 'C' } })
     t.equal(r.stdout, kvstatLine('9.0', 'lo', 131072, img) + kvstatLine('9.1', 'lo', 131072, img), 'kvstat')
     t.match((await sh('cat "$1/stat"', [mnt])).stdout, /^lo( \d+){6}\n/m, 'interface counters')
-    t.match((await sh('cat "$1/9.0@lo/stat"', [mnt])).stdout, /^( *\d+){8}\n$/, 'target counters')
+    t.match((await sh('cat "$1/9.0@lo/stat"', [mnt])).stdout, /^( *\d+){10}\n$/, 'target counters')
     t.equal((await sh('echo 9 1 lo >"$1/del"', [mnt])).code, 0, 'del through the engine')
     t.notOk((await sh('ls "$1"', [mnt])).stdout.includes('9.1@lo'))
     d.proc.kill('SIGTERM')

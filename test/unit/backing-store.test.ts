@@ -6,6 +6,7 @@ import path from 'node:path'
 import { BackingStore } from '../../src/store/backing-store'
 import { BlockRequest } from '../../src/store/block-request'
 import type { FileMap } from '../../src/native/memory'
+import type { DiskEngine, DiskFile } from '../../src/store/disk-engine'
 import { IoKind } from '../../src/store/ordering'
 import { UringEngine } from '../../src/store/uring-engine'
 import { ThreadPoolEngine } from '../../src/store/thread-pool-engine'
@@ -245,3 +246,140 @@ if (process.getuid?.() !== 0) {
     t.equal(store.inRam, false, 'a loop device is not in RAM')
   })
 }
+
+/** An engine that does transfers and syncs only when told, each kind on its own. */
+class StepEngine implements DiskEngine {
+  readonly inline = false
+  readonly transfers: Array<() => void> = []
+  readonly syncs: Array<(err?: NodeJS.ErrnoException) => void> = []
+  transfer (file: DiskFile, req: BlockRequest, done: number): void {
+    this.transfers.push(() => {
+      const n = req.kind === IoKind.Read
+        ? fs.readSync(file.fd, req.buffer, req.bufferOffset + done, req.length - done, req.offset + done)
+        : fs.writeSync(file.fd, req.buffer, req.bufferOffset + done, req.length - done, req.offset + done)
+      req.onTransfer(null, n)
+    })
+  }
+
+  sync (file: DiskFile, req: BlockRequest): void {
+    this.syncs.push(err => {
+      if (err === undefined) fs.fdatasyncSync(file.fd)
+      req.onSync(err ?? null)
+    })
+  }
+
+  runTransfers (): void { for (const run of this.transfers.splice(0)) run() }
+  runSync (err?: NodeJS.ErrnoException): void { this.syncs.shift()!(err) }
+  kick (): void {}
+  async release (): Promise<void> {}
+  close (): void {}
+}
+
+/** Lets queued microtasks (the group sync is started in one) run. */
+const settle = (): Promise<void> => new Promise(resolve => setImmediate(resolve))
+
+t.test('writethrough: writes that complete together share one fdatasync and are acknowledged after it', async t => {
+  const file = path.join(dir, 'group.img')
+  fs.writeFileSync(file, Buffer.alloc(1 << 20))
+  const engine = new StepEngine()
+  const store = await BackingStore.open(file, engine)
+  t.teardown(() => store.close())
+  store.ackMode = 'writethrough'
+  let acked = 0
+  const writes = Array.from({ length: 8 }, (_, i) => write(i * 4096, Buffer.alloc(4096, i + 1)))
+  for (const w of writes) { store.submit(w); void w.completed.then(() => acked++) }
+  engine.runTransfers()
+  await settle()
+  t.equal(engine.syncs.length, 1, 'one sync for the eight writes that completed together')
+  t.equal(acked, 0, 'none acknowledged before it')
+  t.equal(store.inFlight, 8, 'they are still in flight')
+  // While it runs, three more writes complete: they wait for the next sync.
+  const later = Array.from({ length: 3 }, (_, i) => write((16 + i) * 4096, Buffer.alloc(4096, 0x40 + i)))
+  for (const w of later) { store.submit(w); void w.completed.then(() => acked++) }
+  engine.runTransfers()
+  await settle()
+  t.equal(engine.syncs.length, 1, 'no second sync while the first runs')
+  engine.runSync()
+  await settle()
+  t.equal(acked, 8, 'the first eight are acknowledged together')
+  t.equal(engine.syncs.length, 1, 'and the next sync, for the three, has started')
+  engine.runSync()
+  await settle()
+  t.equal(acked, 11, 'then the three')
+  t.same(store.syncCounters, { syncs: 2, syncedWrites: 11 }, 'counted: 2 syncs, 11 writes')
+  t.equal(store.inFlight, 0)
+
+  // A failed sync fails every write it covered: none of them is known to be durable.
+  const doomed = [write(0, Buffer.alloc(512, 9)), write(8192, Buffer.alloc(512, 9))]
+  for (const w of doomed) store.submit(w)
+  engine.runTransfers()
+  await settle()
+  engine.runSync(Object.assign(new Error('injected: device lost its cache'), { code: 'EIO' }))
+  t.same(await Promise.all(doomed.map(w => w.completed.then(e => e?.code))), ['EIO', 'EIO'], 'both fail with the sync')
+
+  // Reads never wait for a sync.
+  const w = write(65536, Buffer.alloc(512, 0x77))
+  store.submit(w)
+  engine.runTransfers()
+  await settle()
+  const r = new MappableRead(65536, 512)
+  store.submit(r)
+  engine.runTransfers()
+  t.equal(await r.completed, null, 'a read of a written but unsynced sector completes')
+  t.ok(r.buffer.every(b => b === 0x77), 'with the new data')
+  engine.runSync()
+  t.equal(await w.completed, null)
+
+  // Writeback: acknowledged at once, no sync.
+  store.ackMode = 'writeback'
+  const wb = write(0, Buffer.alloc(512, 1))
+  store.submit(wb)
+  engine.runTransfers()
+  t.equal(await wb.completed, null)
+  t.equal(engine.syncs.length, 0, 'writeback issues no sync')
+})
+
+t.test('writethrough costs nothing for a file in RAM: no sync at all', { skip: noRing || !fs.existsSync('/dev/shm') }, async t => {
+  const engine = UringEngine.open(16)
+  t.teardown(() => engine.close())
+  const where = fs.mkdtempSync('/dev/shm/kvb-wt-')
+  t.teardown(() => fs.rmSync(where, { recursive: true, force: true }))
+  const file = path.join(where, 'w.img')
+  fs.writeFileSync(file, Buffer.alloc(64 * 1024))
+  const store = await BackingStore.open(file, engine)
+  store.ackMode = 'writethrough'
+  const w = write(0, Buffer.alloc(4096, 5))
+  store.submit(w)
+  engine.kick()
+  t.equal(await w.completed, null)
+  t.same(store.syncCounters, { syncs: 0, syncedWrites: 0 }, 'acknowledged without a sync')
+  await store.close()
+})
+
+t.test('group commit keeps the arrival order of overlapping writes, in one group and across groups', async t => {
+  const file = path.join(dir, 'order.img')
+  fs.writeFileSync(file, Buffer.alloc(64 * 1024))
+  const engine = new StepEngine()
+  const store = await BackingStore.open(file, engine)
+  t.teardown(() => store.close())
+  store.ackMode = 'writethrough'
+  const a = write(0, Buffer.alloc(1024, 0xa1))
+  const b = write(512, Buffer.alloc(1024, 0xb2))
+  store.submit(a)
+  store.submit(b)
+  engine.runTransfers() // a, then b once a is in the file
+  engine.runTransfers()
+  await settle()
+  const c = write(1024, Buffer.alloc(512, 0xc3)) // while their sync is pending
+  store.submit(c)
+  engine.runTransfers()
+  await settle()
+  engine.runSync()
+  await settle()
+  engine.runSync()
+  await Promise.all([a.completed, b.completed, c.completed])
+  const got = fs.readFileSync(file).subarray(0, 1536)
+  t.ok(got.subarray(0, 512).every(x => x === 0xa1), 'the first write where only it wrote')
+  t.ok(got.subarray(512, 1024).every(x => x === 0xb2), 'the second over the first')
+  t.ok(got.subarray(1024, 1536).every(x => x === 0xc3), 'the third, from the next group, over the second')
+})

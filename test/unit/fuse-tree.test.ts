@@ -45,8 +45,8 @@ t.test('parseTargetName accepts only canonical names', async t => {
 })
 
 t.test('formats', async t => {
-  t.equal(formatTargetStat({ reads: 1, readSectors: 22, writes: 333, writeSectors: 4444, flushes: 5, errors: 0, inFlight: 7, frames: 123456789 }),
-    '       1       22      333     4444        5        0        7 123456789\n')
+  t.equal(formatTargetStat({ reads: 1, readSectors: 22, writes: 333, writeSectors: 4444, flushes: 5, errors: 0, inFlight: 7, frames: 123456789, syncs: 8, syncedWrites: 99 }),
+    '       1       22      333     4444        5        0        7 123456789        8       99\n')
   t.equal(formatInterfaceStats([
     { ifname: 'eth0', link: 'up', framesIn: 1, framesOut: 2, kernelDrops: 3, ignored: 4, malformed: 5, sendErrors: 6 },
     { ifname: 'lo', link: 'down', framesIn: 0, framesOut: 0, kernelDrops: 0, ignored: 0, malformed: 0, sendErrors: 0 }
@@ -99,7 +99,7 @@ t.test('lookup, listing and contents', async t => {
   t.equal(read('mtu'), '9000\n')
   t.equal(read('model'), DEFAULT_MODEL + '\n')
   t.equal(read('sn'), DEFAULT_SERIAL + '\n')
-  t.equal(read('stat'), '       0        0        0        0        0        0        0        0\n')
+  t.equal(read('stat'), '       0        0        0        0        0        0        0        0        0        0\n')
   for (const name of ['scnt', 'bdev', 'bpath', 'busy', 'mtu', 'stat']) t.equal(file(tree.lookup('/9.0@eth0/' + name)).access, 'ro', name)
   for (const name of ['model', 'sn']) t.equal(file(tree.lookup('/9.0@eth0/' + name)).access, 'rw', name)
   t.equal(tree.lookup('/9.0@eth0/nope'), undefined)
