@@ -7,8 +7,9 @@
  * Environment: BENCH_SECONDS (5), BENCH_RUNS (3), BENCH_DEPTH (64),
  * BENCH_TARGETS (vblade,kvblade,nullblade), BENCH_MTUS (1500,9000),
  * BENCH_WORKLOADS (seqread,seqwrite,randread,randwrite), BENCH_SKIP
- * (comma list of verify,slow,memory), BENCH_OUT (bench/out), BENCH_TOOLS
- * (.cache/bench), BENCH_SLOW_DIR (/var/tmp), BENCH_SLOW_MTU (1500),
+ * (comma list of verify,slow,durable,memory), BENCH_OUT (bench/out), BENCH_TOOLS
+ * (.cache/bench), BENCH_SLOW_DIR (/var/tmp, also the durable runs' disk), BENCH_SLOW_MTU (1500),
+ * BENCH_DURABLE_MTU (9000), BENCH_DURABLE_WORKLOADS (randwrite,seqwrite),
  * BENCH_KVBLADE_ARGS / BENCH_KVBLADE_SLOW_ARGS (extra daemon arguments),
  * BENCH_BUSY_POLL (0; 1: the generator spins instead of sleeping in poll), BENCH_NICE (-15),
  * BENCH_QUIET_WAIT (120: seconds, in all, to wait for an idle machine),
@@ -58,6 +59,9 @@ const KVBLADE_ARGS = (env.BENCH_KVBLADE_ARGS ?? '').split(/\s+/).filter(Boolean)
 const KVBLADE_SLOW_ARGS = (env.BENCH_KVBLADE_SLOW_ARGS ?? '--direct').split(/\s+/).filter(Boolean)
 const SLOW_DIR = env.BENCH_SLOW_DIR ?? '/var/tmp'
 const SLOW_MTU = num('BENCH_SLOW_MTU', 1500)
+const DURABLE_MTU = num('BENCH_DURABLE_MTU', 9000)
+const DURABLE_WORKLOADS = list('BENCH_DURABLE_WORKLOADS', ['randwrite', 'seqwrite'])
+const KVBLADE_DURABLE_ARGS = (env.BENCH_KVBLADE_DURABLE_ARGS ?? '').split(/\s+/).filter(Boolean)
 const BUSY_POLL = env.BENCH_BUSY_POLL === '1'
 const IMAGE_BYTES = 1 << 30
 const SHELF = 7
@@ -69,9 +73,9 @@ const TARGET_CPU = '1'
 const NICE = String(Math.trunc(Number(env.BENCH_NICE ?? '-15')))
 const CLK_TCK = 100 // USER_HZ on Linux: /proc/PID/stat times are in 1/100 s
 
-type TargetKind = 'vblade' | 'vblade-d' | 'kvblade' | 'nullblade'
+type TargetKind = 'vblade' | 'vblade-d' | 'vblade-s' | 'kvblade' | 'kvblade-direct' | 'kvblade-wb' | 'nullblade'
 const LABEL: Record<TargetKind, string> = {
-  vblade: 'vblade', 'vblade-d': 'vblade -d', kvblade: 'kvblade (ours)', nullblade: 'nullblade'
+  vblade: 'vblade', 'vblade-d': 'vblade -d', 'vblade-s': 'vblade -s', kvblade: 'kvblade (ours)', 'kvblade-direct': 'kvblade --direct', 'kvblade-wb': 'kvblade writeback', nullblade: 'nullblade'
 }
 
 // ------------------------------------------------------------ bookkeeping
@@ -165,8 +169,11 @@ function targetCommand (kind: TargetKind, image: string, extra: string[]): strin
   switch (kind) {
     case 'vblade': return ['vblade', '-b', String(DEPTH), String(SHELF), String(SLOT), IF_T, image]
     case 'vblade-d': return ['vblade', '-d', '-b', String(DEPTH), String(SHELF), String(SLOT), IF_T, image]
+    case 'vblade-s': return ['vblade', '-s', '-b', String(DEPTH), String(SHELF), String(SLOT), IF_T, image]
     case 'nullblade': return [NULLBLADE, '-i', IF_T, '-e', String(SHELF), '-s', String(SLOT), '--size', String(IMAGE_BYTES), '--bufcnt', String(DEPTH), '--discard']
     case 'kvblade': return [KVBLADE, 'start', '--no-mount', '--add', `${SHELF} ${SLOT} ${IF_T} ${image}`, '--bufcnt', String(DEPTH), ...KVBLADE_ARGS, ...extra]
+    case 'kvblade-direct': return [...targetCommand('kvblade', image, extra), '--direct']
+    case 'kvblade-wb': return [...targetCommand('kvblade', image, extra), '--cache', 'writeback']
   }
 }
 
@@ -270,6 +277,8 @@ interface RunResult {
   retransmits?: number, errors?: number, target_cpu_pct?: number, target_rss_mb?: number
   gen_cpu_pct?: number, gen_busy_pct?: number, other_cpu_pct?: number, sectors_per_frame?: number
   page_cache_mb?: number
+  /** Durable runs of ours: group syncs per second, and writes per sync. */
+  syncs_s?: number, writes_per_sync?: number
 }
 
 async function aoeload (args: string[], seconds: number): Promise<{ json: LoadJson | null, r: Result }> {
@@ -282,13 +291,30 @@ async function aoeload (args: string[], seconds: number): Promise<{ json: LoadJs
   return { json, r }
 }
 
+/** The group-commit counters (syncs, syncedWrites) of our target, from its stat in the control plane at `ctl`. */
+async function syncCounters (ctl: string): Promise<number[]> {
+  try {
+    const fields = (await fs.promises.readFile(path.join(ctl, `${SHELF}.${SLOT}@${IF_T}`, 'stat'), 'utf8')).trim().split(/\s+/).map(Number)
+    return [fields[8], fields[9]]
+  } catch {
+    return [NaN, NaN]
+  }
+}
+
+function syncRates (before: number[], after: number[], seconds: number): Partial<RunResult> {
+  const syncs = after[0] - before[0]
+  const writes = after[1] - before[1]
+  return { syncs_s: syncs / seconds, writes_per_sync: syncs > 0 ? writes / syncs : NaN }
+}
+
 const startFailures = new Map<TargetKind, number>()
 const NOISY_PCT = 25
 let rerunBudget = Math.round(num('BENCH_RERUNS', 16))
 const discarded: RunResult[] = []
 
+/** `counters`: read after the target is ready and again after the load (the durable runs' sync counters). */
 async function measuredRun (kind: TargetKind, image: string, mtu: number, workload: string, runNo: number,
-  extra: string[] = [], ioArgs: string[] = []): Promise<RunResult> {
+  extra: string[] = [], ioArgs: string[] = [], counters?: () => Promise<number[]>): Promise<RunResult> {
   const base: RunResult = { target: kind, mtu, workload, run: runNo, ok: false }
   if ((startFailures.get(kind) ?? 0) >= 2) return { ...base, error: `skipped: ${kind} failed to start twice in a row` }
   await waitQuiet()
@@ -301,6 +327,7 @@ async function measuredRun (kind: TargetKind, image: string, mtu: number, worklo
       startFailures.set(kind, (startFailures.get(kind) ?? 0) + 1)
       throw err
     }
+    const countersBefore = counters !== undefined ? await counters() : []
     const before = procSample(t.pid)
     const busyBefore = systemBusyTicks()
     const t0 = Date.now()
@@ -308,6 +335,7 @@ async function measuredRun (kind: TargetKind, image: string, mtu: number, worklo
     const wall = (Date.now() - t0) / 1000
     const after = procSample(t.pid)
     const busyAfter = systemBusyTicks()
+    const countersAfter = counters !== undefined ? await counters() : []
     if (!json) return { ...base, error: `aoeload failed (${r.code}): ${r.stderr.trim().slice(0, 300)}` }
     const targetCpu = (after.ticks - before.ticks) / CLK_TCK / wall * 100
     const genCpu = json.gen_cpu_pct
@@ -318,7 +346,8 @@ async function measuredRun (kind: TargetKind, image: string, mtu: number, worklo
       error: json.errors ? `${json.errors} errors` : undefined,
       mb_s: json.mb_s, frames_s: json.frames_s, iops: json.iops, p50_us: json.lat_p50_us, p99_us: json.lat_p99_us,
       retransmits: json.retransmits, errors: json.errors, target_cpu_pct: targetCpu, target_rss_mb: after.rssKb / 1024,
-      gen_cpu_pct: genCpu, gen_busy_pct: json.gen_busy_pct, other_cpu_pct: otherCpu, sectors_per_frame: json.sectors_per_frame
+      gen_cpu_pct: genCpu, gen_busy_pct: json.gen_busy_pct, other_cpu_pct: otherCpu, sectors_per_frame: json.sectors_per_frame,
+      ...(counters !== undefined ? syncRates(countersBefore, countersAfter, wall) : {})
     }
   } catch (err) {
     return { ...base, error: (err as Error).message }
@@ -339,6 +368,7 @@ interface Summary {
   target: TargetKind, mtu: number, workload: string, runs: number, ok_runs: number
   mb_s: number, frames_s: number, iops: number, p50_us: number, p99_us: number, target_cpu_pct: number
   target_rss_mb: number, retransmits: number, gen_cpu_pct: number, gen_busy_pct: number, other_cpu_pct: number, page_cache_mb: number, errors: string[]
+  syncs_s: number, writes_per_sync: number
 }
 
 function summarize (results: RunResult[], target: TargetKind, mtu: number, workload: string): Summary | null {
@@ -351,6 +381,7 @@ function summarize (results: RunResult[], target: TargetKind, mtu: number, workl
     mb_s: m(r => r.mb_s), frames_s: m(r => r.frames_s), iops: m(r => r.iops), p50_us: m(r => r.p50_us), p99_us: m(r => r.p99_us),
     target_cpu_pct: m(r => r.target_cpu_pct), target_rss_mb: m(r => r.target_rss_mb), retransmits: m(r => r.retransmits),
     gen_cpu_pct: m(r => r.gen_cpu_pct), gen_busy_pct: m(r => r.gen_busy_pct), other_cpu_pct: m(r => r.other_cpu_pct), page_cache_mb: m(r => r.page_cache_mb),
+    syncs_s: m(r => r.syncs_s), writes_per_sync: m(r => r.writes_per_sync),
     errors: rs.filter(r => r.error).map(r => `run ${r.run}: ${r.error}`)
   }
 }
@@ -493,9 +524,43 @@ async function main (): Promise<number> {
             : `FAILED: ${r.error}`))
         }
       }
-      fs.rmSync(SLOW_IMAGE, { force: true })
     }
   }
+
+  // Durable writes: a file on disk (not tmpfs), writes acknowledged only once on stable
+  // storage (ours: group commit; vblade -s: O_SYNC), against ours in writeback.
+  const durable: RunResult[] = []
+  const durableTargets: TargetKind[] = []
+  if (!SKIP.has('durable')) {
+    if (TARGETS.includes('vblade')) durableTargets.push('vblade-s')
+    if (targets.includes('kvblade')) durableTargets.push('kvblade', 'kvblade-direct', 'kvblade-wb')
+    if (durableTargets.length) {
+      await setMtu(DURABLE_MTU)
+      const ctl = path.join(os.tmpdir(), `kvb${id}-ctl`)
+      tempFiles.push(ctl)
+      if (!fs.existsSync(SLOW_IMAGE)) {
+        tempFiles.push(SLOW_IMAGE)
+        log(`durable: writing ${IMAGE_BYTES >> 20} MiB to ${SLOW_IMAGE}`)
+        await must(AOELOAD, ['--fill', SLOW_IMAGE, '--size', String(IMAGE_BYTES), '--seed', '2', '-q'], 600_000)
+      }
+      for (const w of DURABLE_WORKLOADS) {
+        for (let runNo = 1; runNo <= RUNS; runNo++) {
+          const order = runNo % 2 ? durableTargets : [...durableTargets].reverse()
+          for (const kind of order) {
+            const ours = kind.startsWith('kvblade')
+            const counters = ours ? () => syncCounters(ctl) : undefined
+            const r = await measuredRun(kind, SLOW_IMAGE, DURABLE_MTU, w, runNo, ours ? ['--mount', ctl, ...KVBLADE_DURABLE_ARGS] : [], w === 'randwrite' ? ['-b', '4096'] : [], counters)
+            durable.push(r)
+            log(`durable MTU ${DURABLE_MTU} ${w.padEnd(9)} run ${runNo} ${LABEL[kind].padEnd(17)} ` + (r.mb_s !== undefined
+              ? `${fmt(r.mb_s, 1)} MB/s ${fmt(r.iops!)} IOPS p50 ${r.p50_us} us p99 ${r.p99_us} us target CPU ${fmt(r.target_cpu_pct!)}%` +
+                (r.syncs_s !== undefined ? ` syncs/s ${fmt(r.syncs_s)} writes/sync ${fmt(r.writes_per_sync!, 1)}` : '')
+              : `FAILED: ${r.error}`))
+          }
+        }
+      }
+    }
+  }
+  fs.rmSync(SLOW_IMAGE, { force: true })
 
   // Memory: our daemon exporting 64 targets.
   let memory: Record<string, number | string> | null = null
@@ -526,6 +591,13 @@ async function main (): Promise<number> {
     slowRows.push([String(SLOW_MTU), 'randread 4K O_DIRECT', LABEL[s.target], fmt(s.iops), fmt(s.mb_s, 1), fmt(s.p50_us), fmt(s.p99_us), fmt(s.target_cpu_pct), fmt(s.page_cache_mb),
       s.target === 'vblade-d' ? '1.00' : fmt(slowVb ? s.iops / slowVb.iops : NaN, 2)])
   }
+  const durableSums = DURABLE_WORKLOADS.flatMap(w => durableTargets.map(k => summarize(durable, k, DURABLE_MTU, w))).filter((s): s is Summary => s !== null)
+  const durableRows: string[][] = [['MTU', 'workload', 'target', 'MB/s', 'IOPS', 'p50 µs', 'p99 µs', 'target CPU %', 'syncs/s', 'writes/sync', '× vblade -s']]
+  for (const s of durableSums) {
+    const vbs = durableSums.find(x => x.target === 'vblade-s' && x.workload === s.workload)
+    durableRows.push([String(DURABLE_MTU), s.workload, LABEL[s.target], fmt(s.mb_s, 1), fmt(s.iops), fmt(s.p50_us), fmt(s.p99_us), fmt(s.target_cpu_pct),
+      fmt(s.syncs_s), fmt(s.writes_per_sync, 1), s.target === 'vblade-s' ? '1.00' : fmt(ratio(s, vbs), 2)])
+  }
   const ratioRows: string[][] = [['MTU', 'workload', 'goal', 'ours / vblade', 'nullblade / vblade', 'met']]
   const chartRows: ChartRow[] = []
   for (const mtu of MTUS) {
@@ -544,6 +616,20 @@ async function main (): Promise<number> {
     chartRows.push({ label: 'O_DIRECT randread 4K', ours: slowRatio, reference: NaN, goal: 5 })
   }
 
+  const durableRatios: Array<{ workload: string, vs_vblade_s: number, vs_writeback: number, best: TargetKind | null }> = []
+  for (const w of DURABLE_WORKLOADS) {
+    const of = (k: TargetKind): Summary | undefined => durableSums.find(x => x.target === k && x.workload === w)
+    // Ours in writethrough, buffered or O_DIRECT, whichever the disk serves better.
+    const best = [of('kvblade'), of('kvblade-direct')].filter((x): x is Summary => x !== undefined).sort((a, b) => b.mb_s - a.mb_s)[0]
+    const vsS = ratio(best, of('vblade-s'))
+    const vsWb = ratio(of('kvblade'), of('kvblade-wb'))
+    if (!Number.isFinite(vsS) && !Number.isFinite(vsWb)) continue
+    durableRatios.push({ workload: w, vs_vblade_s: vsS, vs_writeback: vsWb, best: best?.target ?? null })
+    ratioRows.push([String(DURABLE_MTU), `durable ${w} (${best === undefined ? 'ours' : LABEL[best.target]} vs -s)`, '10', fmt(vsS, 2), '—', Number.isFinite(vsS) ? (vsS >= 10 ? 'yes' : 'no') : '—'])
+    ratioRows.push([String(DURABLE_MTU), `durable ${w} (vs writeback)`, w === 'seqwrite' ? '0.5' : '—', fmt(vsWb, 2), '—',
+      w === 'seqwrite' && Number.isFinite(vsWb) ? (vsWb >= 0.5 ? 'yes' : 'no') : '—'])
+  }
+
   const elapsed = (Date.now() - started) / 1000
   const noise = median(results.map(r => r.other_cpu_pct ?? NaN))
   const title = `kvblade vs vblade ${machine.vblade} — ${machine.cpu}, ${machine.cpus} CPUs, kernel ${machine.kernel}, ${DEPTH} frames in flight, median of ${RUNS} × ${SECONDS} s`
@@ -555,6 +641,9 @@ async function main (): Promise<number> {
     '## Slow store (O_DIRECT file on disk, random 4 KiB reads)', '',
     'The file is dropped from the page cache before each run; "page cache MB" is how much of it was cached after the run (0 for a target that really uses O_DIRECT).', '',
     slowRows.length > 1 ? table(slowRows) : '(skipped)', '',
+    `## Durable writes (a file on disk in ${SLOW_DIR}, MTU ${DURABLE_MTU}, ${DEPTH} in flight; ours writethrough by default, vblade -s is O_SYNC)`, '',
+    'Every write is on stable storage before it is acknowledged, except in the writeback row. syncs/s and writes/sync come from the target\'s stat (group commit).', '',
+    durableRows.length > 1 ? table(durableRows) : '(skipped)', '',
     '## Ratios', '', table(ratioRows), '',
     `Other processes' CPU use during the runs (median): ${fmt(noise)}% of one core${noise > 15 ? ' — the machine was busy; numbers are less reliable' : ''}.`, '',
     '## Memory', '',
@@ -573,8 +662,8 @@ async function main (): Promise<number> {
   const summary = {
     bench: 'kvblade', version: 1, date: new Date().toISOString(), elapsed_s: Math.round(elapsed), machine,
     settings: { seconds: SECONDS, runs: RUNS, depth: DEPTH, warmup_s: WARMUP, busy_poll: BUSY_POLL, nice: Number(NICE), targets, quiet_waited_s: Math.round(quietWaitedMs / 1000) },
-    workloads: sums, slow_store: slowSums, ratios: chartRows.map(r => ({ workload: r.label, ours_vs_vblade: r.ours, nullblade_vs_vblade: r.reference, goal: r.goal })),
-    other_cpu_pct_median: noise, memory, verify, image_check: imageCheck, runs: [...results, ...slow], discarded_noisy_runs: discarded
+    workloads: sums, slow_store: slowSums, durable: durableSums, durable_ratios: durableRatios, ratios: chartRows.map(r => ({ workload: r.label, ours_vs_vblade: r.ours, nullblade_vs_vblade: r.reference, goal: r.goal })),
+    other_cpu_pct_median: noise, memory, verify, image_check: imageCheck, runs: [...results, ...slow, ...durable], discarded_noisy_runs: discarded
   }
   fs.writeFileSync(path.join(OUT, 'results.json'), JSON.stringify(summary, null, 1) + '\n')
   process.stdout.write(JSON.stringify(summary, (k, v) => (k === 'runs' || k === 'discarded_noisy_runs' ? undefined : v)) + '\n')
