@@ -1,0 +1,151 @@
+// Per-export options and access control, through the control plane and seen on the
+// wire: ro, offset/length, acl, bufcnt, cache; one address is one disk; the files that
+// show them; refused adds with their errno.
+import t from 'tap'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import { TestNetwork, interfaceMac, networkTestsUnavailable, skipLoudly } from '../helpers/netns'
+import { TestInitiator, type TargetRef } from '../helpers/initiator'
+import { Daemon } from '../helpers/daemon'
+import { errnoOf, exec, fuseSkipReason, isMountPoint, sh } from '../helpers/fuse-harness'
+import { formatMac } from '../../src/aoe/mac'
+
+const SECTOR = 512
+const unavailable = networkTestsUnavailable() ?? fuseSkipReason() ?? null
+
+if (unavailable !== null) {
+  skipLoudly(t, 'export option tests', unavailable)
+} else {
+  t.test('export options', async t => {
+    const net = await TestNetwork.create(2)
+    t.teardown(() => net.destroy())
+    const [linkA, linkB] = net.links
+    const dir = fs.mkdtempSync(path.join('/var/tmp', 'kvblade-opts-'))
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+    fs.chmodSync(dir, 0o755) // the non-root user must reach the mount point
+    const mnt = path.join(dir, 'ctl')
+    const disk = path.join(dir, 'disk.img')
+    const other = path.join(dir, 'other.img')
+    const content = crypto.randomBytes(4 << 20)
+    fs.writeFileSync(disk, content)
+    fs.writeFileSync(other, Buffer.alloc(1 << 20))
+    const daemon = await Daemon.start(['--mount', mnt])
+    t.teardown(async () => {
+      await daemon.stop()
+      if (isMountPoint(mnt)) await exec('fusermount', ['-uz', mnt])
+    })
+    const a = TestInitiator.open(linkA.initiator, net.nsPath)
+    const b = TestInitiator.open(linkB.initiator, net.nsPath)
+    t.teardown(() => { a.close(); b.close() })
+    const macA = interfaceMac(linkA.target)
+    const macB = interfaceMac(linkB.target)
+    const write = (file: string, text: string): Promise<string> => errnoOf({ op: 'write', path: path.join(mnt, file), chunks: [text] })
+    const read = async (file: string): Promise<string> => (await sh('cat "$1"', [path.join(mnt, file)])).stdout
+
+    await t.test('ro: reads, IDENTIFY and FLUSH work; writes get an ATA error', async t => {
+      t.equal(await write('add', `9 1 ${linkA.target} ${disk} ro\n`), 'OK')
+      const tg: TargetRef = { major: 9, minor: 1, mac: macA }
+      t.equal(await read('9.1@' + linkA.target + '/ro'), '1\n', 'the ro file says so')
+      t.ok((await a.read(tg, 0, 16, 2, 8)).equals(content.subarray(0, 16 * SECTOR)), 'reads return the backing')
+      const w = await a.ata(tg, 0x34, 0, 2, { data: Buffer.alloc(2 * SECTOR, 1) })
+      t.same([w.status, w.error], [0x41, 0x04], 'WRITE: DRDY|ERR, ABRT')
+      t.ok(fs.readFileSync(disk).subarray(0, 2 * SECTOR).equals(content.subarray(0, 2 * SECTOR)), 'and the backing is unchanged')
+      t.equal((await a.ata(tg, 0xea, 0, 0)).status, 0x40, 'FLUSH CACHE EXT succeeds')
+      t.equal((await a.identify(tg)).sectors, content.length / SECTOR, 'IDENTIFY works')
+      t.equal(await write('del', `9 1 ${linkA.target}\n`), 'OK')
+    })
+
+    await t.test('offset and length export a slice', async t => {
+      t.equal(await write('add', `9 2 ${linkA.target} ${disk} offset=100 length=50\n`), 'OK')
+      const tg: TargetRef = { major: 9, minor: 2, mac: macA }
+      const name = `9.2@${linkA.target}`
+      t.same([await read(`${name}/scnt`), await read(`${name}/offset`), await read(`${name}/length`)], ['50\n', '100\n', '50\n'], 'scnt, offset, length')
+      t.equal((await a.identify(tg)).sectors, 50, 'IDENTIFY gives the slice')
+      t.ok((await a.read(tg, 0, 2, 2, 1)).equals(content.subarray(100 * SECTOR, 102 * SECTOR)), "the slice's first sector is the backing's 100th")
+      const data = crypto.randomBytes(2 * SECTOR)
+      await a.write(tg, 48, data, 2, 1)
+      t.ok(fs.readFileSync(disk).subarray(148 * SECTOR, 150 * SECTOR).equals(data), 'a write to its last sectors lands at 148-149')
+      const past = await a.ata(tg, 0x24, 49, 2)
+      t.same([past.status, past.error], [0x41, 0x10], 'past the slice: IDNF')
+      content.set(data, 148 * SECTOR)
+      t.equal(await write('del', `9 2 ${linkA.target}\n`), 'OK')
+      t.equal(await write('add', `9 3 ${linkA.target} ${disk} offset=8190 length=3\n`), 'EINVAL', 'a slice past the end of the backing: EINVAL')
+    })
+
+    await t.test('acl: only the listed initiators see the target, discovery included', async t => {
+      t.equal(await write('add', `9 4 ${linkA.target} ${disk} acl=02:00:00:00:00:01\n`), 'OK')
+      const tg: TargetRef = { major: 9, minor: 4, mac: macA }
+      const name = `9.4@${linkA.target}`
+      t.equal(await read(`${name}/acl`), '02:00:00:00:00:01\n')
+      t.same((await a.discover(9, 4)).length, 0, 'invisible to another MAC')
+      const id = a.ataFrame(tg, 0xec, 0, 1)
+      t.same((await a.request(id.frame, id.tag, 1, 300)).length, 0, 'its ATA frames are ignored')
+      t.equal(await write(`${name}/acl`, 'nope\n'), 'EINVAL', 'a bad MAC is EINVAL')
+      t.equal(await read(`${name}/acl`), '02:00:00:00:00:01\n', '... and changes nothing')
+      t.equal(await write(`${name}/acl`, `02:00:00:00:00:01\n${formatMac(a.mac)}\n`), 'OK', 'a list replaces it')
+      t.same((await a.discover(9, 4)).map(d => d.mac), [macA], 'visible once the acl names the initiator')
+      t.equal((await a.identify(tg)).sectors, content.length / SECTOR)
+      t.equal(await write(`${name}/acl`, '\n'), 'OK')
+      t.equal(await read(`${name}/acl`), '', 'an empty write clears it')
+      t.equal(await write('del', `9 4 ${linkA.target}\n`), 'OK')
+    })
+
+    await t.test('bufcnt and cache, on the add line and in their files', async t => {
+      t.equal(await write('add', `9 5 ${linkA.target} ${disk} bufcnt=16 cache=writeback\n`), 'OK')
+      const tg: TargetRef = { major: 9, minor: 5, mac: macA }
+      const name = `9.5@${linkA.target}`
+      t.equal((await a.discover(9, 5))[0]?.config.bufferCount, 16, 'the buffer count advertised')
+      t.equal(await read(`${name}/cache`), 'writeback\n')
+      t.equal((await a.identify(tg)).writeCache, true, 'IDENTIFY reports a write cache in writeback')
+      t.equal(await write(`${name}/cache`, 'writethrough\n'), 'OK')
+      t.equal((await a.identify(tg)).writeCache, false, 'and none in writethrough')
+      t.equal(await write(`${name}/cache`, 'sometimes\n'), 'EINVAL')
+      t.equal(await write(`${name}/bufcnt`, '32\n'), 'OK')
+      t.equal((await a.discover(9, 5))[0]?.config.bufferCount, 32, 'a new buffer count at the next query')
+      t.equal(await write(`${name}/bufcnt`, '1\n'), 'EINVAL', 'fewer than 2 is refused')
+      t.equal(await write('del', `9 5 ${linkA.target}\n`), 'OK')
+    })
+
+    await t.test('one address, one disk: another interface may only serve the same backing slice', async t => {
+      t.equal(await write('add', `9 6 ${linkA.target} ${disk}\n`), 'OK')
+      const r = await exec('/bin/bash', ['-c', 'echo "$2" >"$1/add"', 'bash', mnt, `9 6 ${linkB.target} ${other}`])
+      t.match(r.stderr, /File exists/, 'another backing for 9.6: EEXIST')
+      t.match(daemon.stderr, /9\.6 is already exported as "9\.6@\S+ \S+disk\.img/, 'the log names the export it clashes with')
+      t.equal(await write('add', `9 6 ${linkB.target} ${disk} ro\n`), 'EEXIST', 'the same backing with other options: EEXIST')
+      t.equal(await write('add', `9 6 ${linkB.target} ${disk}\n`), 'OK', 'the same backing: multipath')
+      const data = crypto.randomBytes(2 * SECTOR)
+      await b.write({ major: 9, minor: 6, mac: macB }, 7, data, 2, 1)
+      t.ok((await a.read({ major: 9, minor: 6, mac: macA }, 7, 2, 2, 1)).equals(data), 'written through B, read through A')
+      t.equal(await write('readd', `9 6 ${linkA.target} ${other}\n`), 'OK')
+      t.equal(await read(`9.6@${linkB.target}/bpath`), `${other}\n`, 'readd swaps the disk on every interface of the address')
+      for (const link of [linkA, linkB]) t.equal(await write('del', `9 6 ${link.target}\n`), 'OK')
+    })
+
+    await t.test('who may drive the control plane: everyone reads, only root writes', async t => {
+      t.equal(await write('add', `9 7 ${linkA.target} ${disk}\n`), 'OK')
+      const user = `kvbt${process.pid % 100000}`
+      const made = await exec('useradd', ['--no-create-home', '--shell', '/bin/sh', user])
+      t.equal(made.code, 0, `a user made for the test: ${made.stderr}`)
+      t.teardown(() => exec('userdel', [user]))
+      const as = (script: string): ReturnType<typeof exec> => exec('su', [user, '-s', '/bin/sh', '-c', script])
+      const name = path.join(mnt, `9.7@${linkA.target}`)
+      for (const file of ['scnt', 'bpath', 'ro', 'offset', 'length', 'acl', 'cache', 'bufcnt', 'faults', 'stat', 'model']) {
+        t.equal((await as(`cat "${name}/${file}" >/dev/null`)).code, 0, `${user} reads ${file}`)
+      }
+      t.equal((await as(`cat "${mnt}/stat" >/dev/null`)).code, 0, `${user} reads the top-level stat`)
+      for (const [file, text] of [['add', `9 8 ${linkA.target} ${disk}`], ['del', `9 7 ${linkA.target}`], ['announce', '1'],
+        [`9.7@${linkA.target}/acl`, '02:00:00:00:00:09'], [`9.7@${linkA.target}/cache`, 'writeback'], [`9.7@${linkA.target}/bufcnt`, '8'],
+        [`9.7@${linkA.target}/model`, 'mine']] as const) {
+        const r = await exec('su', [user, '-s', '/usr/bin/python3', '-c',
+          `import os, errno, sys\ntry:\n  fd = os.open(sys.argv[1], os.O_WRONLY); os.write(fd, sys.argv[2].encode()); print('OK')\nexcept OSError as e:\n  print(errno.errorcode[e.errno])`,
+          path.join(mnt, file), text])
+        t.equal(r.stdout.trim(), 'EACCES', `${user} writing ${file}: EACCES`)
+      }
+      t.equal(await read(`9.7@${linkA.target}/cache`), 'writethrough\n', 'nothing changed')
+      t.notOk(fs.existsSync(path.join(mnt, `9.8@${linkA.target}`)), 'nothing added')
+      t.equal(await write('del', `9 7 ${linkA.target}\n`), 'OK')
+    })
+  })
+}
+
