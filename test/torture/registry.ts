@@ -7,10 +7,14 @@ import type { TortureCheck } from './check'
 import { wireFuzz } from './fuzz/check'
 import { orderingCheck } from './ordering/check'
 import { crashCheck } from './crash/check'
+import { backingFaultsCheck } from './faults/check'
+import { exportersCheck } from './exporters/check'
 import { STORE_PATHS } from './rig'
 
 export const CHECKS: readonly TortureCheck[] = [
   wireFuzz,
   ...STORE_PATHS.map(orderingCheck),
   crashCheck,
+  backingFaultsCheck,
+  exportersCheck,
 ]

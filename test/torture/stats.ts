@@ -25,10 +25,13 @@ export interface TargetCounters {
   errors: number
   inFlight: number
   frames: number
+  /** Group commit: fdatasyncs, and the writes they covered. */
+  syncs: number
+  syncedWrites: number
 }
 
 const INTERFACE_FIELDS = ['framesIn', 'framesOut', 'kernelDrops', 'ignored', 'malformed', 'sendErrors'] as const
-const TARGET_FIELDS = ['reads', 'readSectors', 'writes', 'writeSectors', 'flushes', 'errors', 'inFlight', 'frames'] as const
+const TARGET_FIELDS = ['reads', 'readSectors', 'writes', 'writeSectors', 'flushes', 'errors', 'inFlight', 'frames', 'syncs', 'syncedWrites'] as const
 
 function numbers (fields: string[], want: number, what: string): number[] {
   if (fields.length !== want || !fields.every(f => /^\d+$/.test(f))) throw new Error(`${what}: expected ${want} counters, got "${fields.join(' ')}"`)
@@ -49,7 +52,7 @@ export function parseInterfaceStats (text: string): Map<string, InterfaceCounter
   return out
 }
 
-/** DIR/MAJOR.MINOR@IFACE/stat: one line of eight counters. */
+/** DIR/MAJOR.MINOR@IFACE/stat: one line of ten counters. */
 export function parseTargetStats (text: string): TargetCounters {
   const lines = text.split('\n').filter(l => l.trim() !== '')
   if (lines.length !== 1) throw new Error(`target stat: expected one line, got ${lines.length}`)

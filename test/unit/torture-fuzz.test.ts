@@ -229,7 +229,7 @@ t.test('accounting and the counter relations', async t => {
   t.match(acc.targets[0], { addressed: 2, sentWrites: 1, sentWriteSectors: 2, sentReads: 1, okWrites: 1, okWriteSectors: 2, okReads: 1, replies: 2 })
   t.match(acc.targets[1], { addressed: 0 })
   const iface: InterfaceCounters = { ifname: 'x', framesIn: 4, framesOut: 2, kernelDrops: 0, ignored: 1, malformed: 1, sendErrors: 0 }
-  const zero: TargetCounters = { reads: 0, readSectors: 0, writes: 0, writeSectors: 0, flushes: 0, errors: 0, inFlight: 0, frames: 0 }
+  const zero: TargetCounters = { reads: 0, readSectors: 0, writes: 0, writeSectors: 0, flushes: 0, errors: 0, inFlight: 0, frames: 0, syncs: 0, syncedWrites: 0 }
   const t0: TargetCounters = { ...zero, reads: 1, readSectors: 1, writes: 1, writeSectors: 2, frames: 2 }
   t.same(checkCounters(acc, iface, [t0, zero], [0, 0], 0), [], 'consistent counters')
   t.match(checkCounters(acc, { ...iface, framesIn: 3 }, [t0, zero], [0, 0], 0), [/framesIn 3 \+ kernelDrops 0 = 3, but 4 AoE frames/])
