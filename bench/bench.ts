@@ -171,7 +171,7 @@ function targetCommand (kind: TargetKind, image: string, extra: string[]): strin
     case 'vblade-d': return ['vblade', '-d', '-b', String(DEPTH), String(SHELF), String(SLOT), IF_T, image]
     case 'vblade-s': return ['vblade', '-s', '-b', String(DEPTH), String(SHELF), String(SLOT), IF_T, image]
     case 'nullblade': return [NULLBLADE, '-i', IF_T, '-e', String(SHELF), '-s', String(SLOT), '--size', String(IMAGE_BYTES), '--bufcnt', String(DEPTH), '--discard']
-    case 'kvblade': return [KVBLADE, 'start', '--no-mount', '--add', `${SHELF} ${SLOT} ${IF_T} ${image}`, '--bufcnt', String(DEPTH), ...KVBLADE_ARGS, ...extra]
+    case 'kvblade': return [KVBLADE, 'start', '--no-mount', '--no-state', '--add', `${SHELF} ${SLOT} ${IF_T} ${image}`, '--bufcnt', String(DEPTH), ...KVBLADE_ARGS, ...extra]
     case 'kvblade-direct': return [...targetCommand('kvblade', image, extra), '--direct']
     case 'kvblade-wb': return [...targetCommand('kvblade', image, extra), '--cache', 'writeback']
   }
@@ -684,7 +684,7 @@ async function memoryRun (): Promise<Record<string, number | string>> {
   }
   const out: Record<string, number | string> = { targets: count }
   await setMtu(1500)
-  const t = startProcess('kvblade', [KVBLADE, 'start', '--no-mount', ...adds, '--bufcnt', String(DEPTH), ...KVBLADE_ARGS])
+  const t = startProcess('kvblade', [KVBLADE, 'start', '--no-mount', '--no-state', ...adds, '--bufcnt', String(DEPTH), ...KVBLADE_ARGS])
   try {
     await waitReady(t, count, null, 60)
     await sleep(1000)

@@ -4,10 +4,11 @@
  * whole semantics can be unit-tested without a mount.
  *
  *   /add /del /readd /announce          write-only (0200): one command per write(2)
+ *   /reload                             read-write: a write applies the exports file again; a read tells how the last went
  *   /stat                               read-only: one line per interface
  *   /MAJOR.MINOR@IFACE/                 one directory per target
  *       scnt bdev bpath busy mtu stat   read-only (0444)
- *       ro offset length faults         read-only (0444)
+ *       ro offset length faults state   read-only (0444)
  *       model sn                        read-write (0644): what IDENTIFY returns
  *       acl cache bufcnt                read-write (0644): who sees it, how writes are acknowledged, its buffer count
  */
@@ -48,9 +49,9 @@ export interface FileNode {
 export type Node = DirNode | FileNode
 
 /** The control files at the top, in listing order. */
-export const ROOT_FILES = ['add', 'announce', 'del', 'readd', 'stat'] as const
+export const ROOT_FILES = ['add', 'announce', 'del', 'readd', 'reload', 'stat'] as const
 /** The attribute files of a target directory, in listing order. */
-export const TARGET_FILES = ['acl', 'bdev', 'bpath', 'bufcnt', 'busy', 'cache', 'faults', 'length', 'model', 'mtu', 'offset', 'ro', 'scnt', 'sn', 'stat'] as const
+export const TARGET_FILES = ['acl', 'bdev', 'bpath', 'bufcnt', 'busy', 'cache', 'faults', 'length', 'model', 'mtu', 'offset', 'ro', 'scnt', 'sn', 'stat', 'state'] as const
 
 /** Field order of a target's `stat` line; the same order as TargetStats. */
 export const TARGET_STAT_FIELDS: ReadonlyArray<keyof TargetStats> =
@@ -168,6 +169,23 @@ export class ControlTree {
         this.log('announce')
       })
       case 'stat': return this.readOnly(() => formatInterfaceStats(this.control.interfaces()))
+      case 'reload': return {
+        kind: 'file',
+        access: 'rw',
+        // What the last reload did (or why it applied nothing).
+        render: () => {
+          const r = this.control.lastReloadResult?.()
+          return r === undefined ? 'no exports file\n' : `${r.ok ? 'ok' : 'failed'}: ${r.summary}\n`
+        },
+        // Any write applies the exports file again; a bad line is EINVAL and changes nothing.
+        write: async data => {
+          checkWriteSize(data)
+          if (this.control.reload === undefined) throw new ControlError('EINVAL', 'this daemon has no exports file')
+          const r = await this.control.reload()
+          this.log(`reload: ${r.summary}`)
+          if (!r.ok) throw new ControlError('EINVAL', r.summary)
+        }
+      }
     }
     const addr = this.findTarget(name)
     if (addr === undefined) return undefined
@@ -217,7 +235,7 @@ export class ControlTree {
         write: async data => {
           const model = parseIdentityValue(data, 'model', MODEL_MAX)
           this.info(addr)
-          this.control.setModel(addr, model)
+          await this.control.setModel(addr, model)
           this.log(`${targetName(addr)}: model set to "${model}"`)
         }
       }
@@ -228,11 +246,12 @@ export class ControlTree {
         write: async data => {
           const serial = parseIdentityValue(data, 'serial number', SERIAL_MAX)
           this.info(addr)
-          this.control.setSerial(addr, serial)
+          await this.control.setSerial(addr, serial)
           this.log(`${targetName(addr)}: serial number set to "${serial}"`)
         }
       }
       case 'ro': return field(i => i.readOnly ? '1' : '0')
+      case 'state': return field(i => i.state === 'waiting' ? `waiting: ${i.waiting ?? ''}` : 'serving')
       case 'offset': return field(i => num(i.offset))
       case 'length': return field(i => num(i.length))
       case 'faults': return this.readOnly(() => Object.entries(this.info(addr).faults).map(([kind, n]) => `${kind} ${n}\n`).join(''))

@@ -204,6 +204,7 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
                            InstanceMethod<&PacketSocket::Recv>("recv"),
                            InstanceMethod<&PacketSocket::Send>("send"),
                            InstanceMethod<&PacketSocket::OnReadable>("onReadable"),
+                           InstanceMethod<&PacketSocket::StopReading>("stopReading"),
                            InstanceMethod<&PacketSocket::OnWritable>("onWritable"),
                            InstanceMethod<&PacketSocket::Stats>("stats"),
                            InstanceMethod<&PacketSocket::Close>("close"),
@@ -472,6 +473,14 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
   void OnReadable(const Napi::CallbackInfo& info) {
     CheckOpen(info.Env());
     on_readable_ = Napi::Persistent(FunctionArg(info));
+    UpdatePoll();
+  }
+
+  // stopReading(): no more readability callbacks (a daemon shutting down stops taking
+  // requests but still sends the replies of those in flight).
+  void StopReading(const Napi::CallbackInfo& info) {
+    CheckOpen(info.Env());
+    on_readable_.Reset();
     UpdatePoll();
   }
 

@@ -1,6 +1,10 @@
+import fs from 'node:fs'
+import path from 'node:path'
 import createDebug from 'debug'
 import { Engine } from '../engine/engine'
-import { parseAddCommand } from '../control/command'
+import { DEFAULT_STATE_FILE, loadState } from '../engine/state-file'
+import { parseAddCommand, targetName } from '../control/command'
+import { ControlError } from '../control/errors'
 import type { CacheMode } from '../control/values'
 import { mountControlPlane, type MountedControlPlane } from '../../fuse/mount'
 import { runWithSysfs } from '../../fuse/sysfs-namespace'
@@ -18,11 +22,42 @@ function version (): string {
   return (require('../../../package.json') as { version: string }).version
 }
 
-async function start (mount: string | null, adds: string[], bufferCount?: number, direct?: boolean, cache?: CacheMode): Promise<number> {
-  const engine = new Engine({ bufferCount, direct, cache, warn: msg => printError(`warning: ${msg}`) })
+interface StartOptions {
+  mount: string | null
+  adds: string[]
+  bufferCount?: number
+  direct?: boolean
+  cache?: CacheMode
+  config?: string
+  /** The state file; null: none. */
+  state: string | null
+}
+
+async function start (o: StartOptions): Promise<number> {
+  // A state file that cannot be read stops the daemon before anything is served or written.
+  let saved = null
+  if (o.state !== null) {
+    try {
+      saved = await loadState(o.state)
+    } catch (err) {
+      printError((err as Error).message)
+      return 1
+    }
+  }
+  const engine = new Engine({
+    bufferCount: o.bufferCount,
+    direct: o.direct,
+    cache: o.cache,
+    ...(o.state !== null ? { stateFile: o.state } : {}),
+    ...(o.config !== undefined ? { configFile: o.config } : {}),
+    warn: msg => printError(`warning: ${msg}`),
+    log: msg => printError(msg),
+  })
   let controlPlane: MountedControlPlane | null = null
   let stopping = false
 
+  // SIGTERM/SIGINT: no more control commands, then no more requests; those in flight
+  // finish (synced) and are answered; the control plane goes; exit 0.
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return
     stopping = true
@@ -30,31 +65,70 @@ async function start (mount: string | null, adds: string[], bufferCount?: number
     try {
       if (controlPlane !== null) await controlPlane.unmount()
     } catch (err) {
-      printError(`cannot unmount ${mount}: ${(err as Error).message}`)
+      printError(`cannot unmount ${o.mount}: ${(err as Error).message}`)
     }
     await engine.close()
     process.exit(0)
   }
   process.on('SIGINT', () => { void stop('SIGINT') })
   process.on('SIGTERM', () => { void stop('SIGTERM') })
+  // SIGHUP (a closed terminal, systemctl reload) never stops the daemon.
+  process.on('SIGHUP', () => {
+    if (stopping) return
+    if (o.config === undefined) {
+      engine.announce()
+      printError('SIGHUP: no exports file; every target announced')
+      return
+    }
+    engine.reload().catch(err => printError(`SIGHUP: ${(err as Error).message}`))
+  })
 
   try {
-    for (const line of adds) {
+    if (saved !== null) await engine.restore(saved)
+    const given = new Set<string>()
+    for (const line of o.adds) {
       try {
-        await engine.add(parseAddCommand(line))
+        const cmd = parseAddCommand(line)
+        if (given.has(targetName(cmd))) throw new ControlError('EEXIST', `target ${targetName(cmd)} exists (given twice)`)
+        given.add(targetName(cmd))
+        await engine.addFromCommandLine(cmd)
       } catch (err) {
         throw new Error(`cannot add "${line}": ${(err as Error).message}`)
       }
     }
-    if (mount !== null) controlPlane = await mountControlPlane(engine, mount, printError)
+    if (o.config !== undefined) {
+      const r = await engine.reload()
+      if (!r.ok) throw new Error(`the exports file: ${r.summary}`)
+    }
+    if (o.mount !== null) controlPlane = await mountControlPlane(engine, o.mount, printError)
   } catch (err) {
     printError((err as Error).message)
     await engine.close()
     return 1
   }
-  debug('serving %d targets%s', adds.length, mount !== null ? `, control plane at ${mount}` : '')
+  const count = engine.list().length
+  debug('serving %d targets%s', count, o.mount !== null ? `, control plane at ${o.mount}` : '')
   // The sockets and the FUSE session keep the process alive until a signal arrives.
   return await new Promise<number>(() => {})
+}
+
+/** `kvblade reload`: the daemon applies its exports file again; its answer is printed. */
+async function reload (mount: string): Promise<number> {
+  const file = path.join(mount, 'reload')
+  let failed = false
+  try {
+    await fs.promises.writeFile(file, '1\n')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code !== 'EINVAL') {
+      printError(`cannot reach the control plane at ${mount}: ${(err as Error).message}`)
+      return 1
+    }
+    failed = true
+  }
+  const result = (await fs.promises.readFile(file, 'utf8')).trim()
+  ;(failed ? process.stderr : process.stdout).write(`${result}\n`)
+  return failed ? 1 : 0
 }
 
 export async function run (argv: string[]): Promise<number> {
@@ -77,7 +151,9 @@ export async function run (argv: string[]): Promise<number> {
       process.stdout.write(`kvblade ${version()}\n`)
       return 0
     case 'start':
-      return await start(inv.mount, inv.adds, inv.bufferCount, inv.direct, inv.cache)
+      return await start({ ...inv, state: inv.state === undefined ? DEFAULT_STATE_FILE : inv.state })
+    case 'reload':
+      return await reload(inv.mount)
     case 'sysfs':
       return await runWithSysfs(inv.mount, inv.argv)
   }

@@ -53,6 +53,10 @@ export interface TargetInfo extends TargetAddress {
   stats: TargetStats
   /** How long disk requests took, request to reply, as a cumulative histogram. */
   latency: LatencyHistogram
+  /** serving, or waiting (restored or from the exports file: its interface or backing is not there yet). */
+  state?: 'serving' | 'waiting'
+  /** Why it is waiting. */
+  waiting?: string
 }
 
 /**
@@ -96,12 +100,16 @@ export interface Control {
   list (): TargetInfo[]
   get (addr: TargetAddress): TargetInfo | undefined
   /** Set what IDENTIFY returns; longer values are refused with EINVAL (40 / 20 chars). */
-  setModel (addr: TargetAddress, model: string): void
-  setSerial (addr: TargetAddress, serial: string): void
+  setModel (addr: TargetAddress, model: string): Promise<void>
+  setSerial (addr: TargetAddress, serial: string): Promise<void>
   /** Replace the target's ACL (empty: everyone may see it). */
   setAcl (addr: TargetAddress, macs: number[]): Promise<void>
   /** The cache mode of the target's disk (every interface serving its address). */
   setCache (addr: TargetAddress, mode: CacheMode): Promise<void>
   setBufferCount (addr: TargetAddress, count: number): Promise<void>
   interfaces (): InterfaceStats[]
+  /** Applies the exports file again (kvblade reload, SIGHUP); resolves with what it did, ok or not. */
+  reload? (): Promise<{ ok: boolean, summary: string }>
+  /** The last reload's result. */
+  lastReloadResult? (): { ok: boolean, summary: string }
 }

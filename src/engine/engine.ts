@@ -2,15 +2,21 @@
  * The device table (the aoedev of the Linux initiator's split): which targets exist, on
  * which interfaces, with which exports (backing slices) and shared per-address state;
  * and the control surface kvblade had in sysfs, as calls that run one at a time.
+ *
+ * A target is serving, or waiting: restored from the state file or read from the
+ * exports file while its interface or backing is missing (or taken), it is kept and
+ * starts serving when that appears. Every change is saved to the state file before it
+ * is acknowledged.
  */
 import fs from 'node:fs'
 import createDebug from 'debug'
 import { formatMac } from '../aoe/mac'
 import { ControlError, errnoNumber, type ControlErrno } from '../control/errors'
 import {
-  MAJOR_LINUX_REFUSES, formatOptions, targetName, type AddCommand, type CacheMode, type TargetAddress,
+  MAJOR_LINUX_REFUSES, formatAddCommand, formatOptions, targetName, type AddCommand, type CacheMode, type TargetAddress,
 } from '../control/command'
 import type { Control, InterfaceStats, TargetInfo } from '../control/control'
+import { parseExports } from '../control/exports-file'
 import { DEFAULT_BUFFER_COUNT, checkBufferCount, checkModel, checkSerial } from '../control/values'
 import { BackingStore } from '../store/backing-store'
 import type { DiskEngine } from '../store/disk-engine'
@@ -18,11 +24,13 @@ import { openDiskEngine } from '../store/open-disk-engine'
 import { AddressState } from './address-state'
 import { Export, diskOptions, sameDisk, type DiskOptions } from './export'
 import { FaultLog, faultKind } from './fault-log'
-import { LinkTable, SocketFrameIo } from './links'
+import { LinkTable, SocketFrameIo, type KnownLink } from './links'
 import { BackingLocks, FileClaims, fileIdentity, netnsIdentity, type AddressClaims, type Claim } from './locks'
 import type { FrameIo } from './frame-io'
 import { Port } from './port'
-import { Target } from './target'
+import { LATENCY_BOUNDS } from './latency'
+import { StateWriter, encodeState, type Origin, type SavedState } from './state-file'
+import { DEFAULT_MODEL, Target } from './target'
 
 const debug = createDebug('kvblade:engine')
 
@@ -37,6 +45,10 @@ export interface EngineOptions {
   direct?: boolean
   /** The cache mode of targets that do not name one. */
   cache?: CacheMode
+  /** Where every change is saved (see state-file.ts); none: nothing is kept. */
+  stateFile?: string
+  /** The exports file that reload() applies. */
+  configFile?: string
   /** How disk I/O is done: default io_uring where the kernel allows it, else the thread pool. */
   disk?: DiskEngine
   /** How an interface's frames are sent and received: default its packet socket (tests substitute their own). */
@@ -45,10 +57,12 @@ export interface EngineOptions {
   claims?: AddressClaims
   /** How long an add listens for other targets serving its address (ms; 0: not at all). */
   probeMs?: number
-  /** How often backing sizes are read again (ms). */
+  /** How often backing sizes are read again and waiting targets retried (ms). */
   sizeCheckMs?: number
   /** Where warnings go (the CLI prints them on stderr). */
   warn?: (message: string) => void
+  /** Where notices go (a target waiting, serving again; the CLI prints them on stderr). */
+  log?: (message: string) => void
 }
 
 export const DEFAULT_PROBE_MS = 100
@@ -62,8 +76,26 @@ function refusal (err: unknown, fallback: ControlErrno = 'EIO'): ControlError {
   return new ControlError(code, e.message)
 }
 
-/** A target's export and claim, as the table keeps them. */
-interface Entry { target: Target, claim: Claim }
+/** One row of the device table. */
+interface Entry {
+  /** The add line as it stands now (options kept current by setAcl/setCache/setBufferCount/readd). */
+  cmd: AddCommand
+  origin: Origin
+  /** IDENTIFY's strings while waiting (a serving target keeps them itself). */
+  model: string | undefined
+  serial: string | undefined
+  /** Serving: the target and its claim on the address. */
+  target: Target | null
+  claim: Claim | null
+  /** Waiting: why it is not serving. */
+  waiting: string | null
+}
+
+export interface ReloadResult {
+  ok: boolean
+  /** One line: what was done, or what was wrong. */
+  summary: string
+}
 
 /**
  * The AoE target engine: any number of targets on any number of interfaces in one
@@ -71,7 +103,7 @@ interface Entry { target: Target, claim: Claim }
  */
 export class Engine implements Control {
   private readonly ports = new Map<string, Port>()
-  private readonly targets = new Map<string, Entry>()
+  private readonly entries = new Map<string, Entry>()
   /** Per major.minor: the config string, mask and reservation, and the export, shared across interfaces. */
   private readonly states = new Map<string, AddressState>()
   private readonly exports = new Map<string, Export>()
@@ -80,12 +112,17 @@ export class Engine implements Control {
   private readonly bufferCount: number
   private readonly disk: DiskEngine
   private readonly warn: (message: string) => void
+  private readonly log: (message: string) => void
   private readonly locks = new BackingLocks()
   private readonly claims: AddressClaims
   private readonly netns: string
   private readonly faults: FaultLog
-  private readonly sizeTimer: NodeJS.Timeout
+  private readonly timer: NodeJS.Timeout
+  private readonly state: StateWriter | null
+  /** Link facts as last seen, per interface with a port: what changed is acted on. */
+  private readonly linksSeen = new Map<string, { present: boolean, up: boolean, mtu: number }>()
   private links: LinkTable | null = null
+  private lastReload: ReloadResult = { ok: true, summary: 'no reload yet' }
   /** close() was called: commands from now on are refused (those queued before still run). */
   private closing = false
   private closed: Promise<void> | null = null
@@ -98,11 +135,13 @@ export class Engine implements Control {
       throw new RangeError((err as Error).message)
     }
     this.warn = options.warn ?? (msg => debug('warning: %s', msg))
+    this.log = options.log ?? (msg => debug('%s', msg))
     this.disk = options.disk ?? openDiskEngine(undefined, this.warn)
     this.claims = options.claims ?? new FileClaims('/run/kvblade')
     this.netns = netnsIdentity(options.netns)
     this.faults = new FaultLog(this.warn)
-    this.sizeTimer = setInterval(() => { void this.checkSizes() }, options.sizeCheckMs ?? DEFAULT_SIZE_CHECK_MS).unref()
+    this.state = options.stateFile === undefined ? null : new StateWriter(options.stateFile, () => this.snapshot())
+    this.timer = setInterval(() => { void this.tick() }, options.sizeCheckMs ?? DEFAULT_SIZE_CHECK_MS).unref()
   }
 
   /** Queues a control command behind the others; refused once close() has been called. */
@@ -113,14 +152,30 @@ export class Engine implements Control {
     return run
   }
 
-  private find (addr: TargetAddress): Target {
-    const e = this.targets.get(targetName(addr))
+  /** Saves the state (if kept); a change is acknowledged only once this has resolved. */
+  private async persist (): Promise<void> {
+    if (this.state === null) return
+    try {
+      await this.state.save()
+    } catch (err) {
+      throw new ControlError('EIO', `the change is made but could not be saved: ${(err as Error).message}`)
+    }
+  }
+
+  private entry (addr: TargetAddress): Entry {
+    const e = this.entries.get(targetName(addr))
     if (e === undefined) throw new ControlError('ENOENT', `no target ${targetName(addr)}`)
-    return e.target
+    return e
+  }
+
+  private serving (): Target[] {
+    const out: Target[] = []
+    for (const e of this.entries.values()) if (e.target !== null) out.push(e.target)
+    return out
   }
 
   private targetsOf (disk: Export): Target[] {
-    return [...this.targets.values()].map(e => e.target).filter(t => t.disk === disk)
+    return this.serving().filter(t => t.disk === disk)
   }
 
   /** The disk options of an add line, with the daemon's defaults. */
@@ -156,10 +211,17 @@ export class Engine implements Control {
     await disk.store.close()
   }
 
+  private linkTable (): LinkTable {
+    if (this.links === null) {
+      this.links = LinkTable.open(this.options.netns)
+      this.links.onChange(link => this.linkChanged(link))
+    }
+    return this.links
+  }
+
   private openFrameIo (ifname: string): FrameIo {
     if (this.options.openFrameIo !== undefined) return this.options.openFrameIo(ifname)
-    this.links ??= LinkTable.open(this.options.netns)
-    return SocketFrameIo.open(ifname, this.links, this.options.netns)
+    return SocketFrameIo.open(ifname, this.linkTable(), this.options.netns)
   }
 
   private openPort (ifname: string): Port {
@@ -174,8 +236,14 @@ export class Engine implements Control {
       throw new ControlError('EIO', `cannot open interface ${ifname}: ${e.message}`)
     }
     debug('%s: mac %s mtu %d', ifname, formatMac(io.link.mac), io.link.mtu)
-    port = new Port(io, { disk: this.disk, warn: this.warn, onFault: (t, store, op, err, offset) => this.fault(t, store, op, err, offset) })
+    port = new Port(io, {
+      disk: this.disk,
+      warn: this.warn,
+      onFault: (t, store, op, err, offset) => this.fault(t, store, op, err, offset),
+      onStateChange: () => this.persist(),
+    })
     this.ports.set(ifname, port)
+    this.linksSeen.set(ifname, { present: io.link.present, up: io.link.up, mtu: io.link.mtu })
     return port
   }
 
@@ -184,6 +252,7 @@ export class Engine implements Control {
     const port = this.ports.get(ifname)
     if (port !== undefined && port.targets.length === 0) {
       this.ports.delete(ifname)
+      this.linksSeen.delete(ifname)
       await port.close()
     }
   }
@@ -195,7 +264,7 @@ export class Engine implements Control {
    */
   private async probe (port: Port, major: number, minor: number): Promise<void> {
     const ms = this.options.probeMs ?? DEFAULT_PROBE_MS
-    if (ms <= 0) return
+    if (ms <= 0 || port.detached) return
     const ours = new Set([...this.ports.values()].map(p => p.io.link.mac))
     for (const mac of await port.probe(major, minor, ms)) {
       if (mac === port.io.link.mac) throw new ControlError('EEXIST', `${major}.${minor} is already served on ${port.ifname} by another process of this host`)
@@ -203,50 +272,12 @@ export class Engine implements Control {
     }
   }
 
-  add (cmd: AddCommand): Promise<TargetInfo> {
-    return this.exclusive(async () => {
-      const name = targetName(cmd)
-      if (this.targets.has(name)) throw new ControlError('EEXIST', `target ${name} exists`)
-      if (cmd.major === MAJOR_LINUX_REFUSES) {
-        this.warn(`shelf ${cmd.major} (0x0fff) is refused by the Linux aoe initiator; ${name} is added anyway`)
-      }
-      const key = `${cmd.major}.${cmd.minor}`
-      const o = this.diskOptionsOf(cmd)
-      let disk = this.exports.get(key)
-      if (disk !== undefined) await this.checkSameDisk(disk, cmd, o)
-      const claim = this.claims.claim(this.netns, cmd.ifname, cmd.major, cmd.minor)
-      let port: Port | undefined
-      let opened: Export | undefined
-      try {
-        port = this.openPort(cmd.ifname)
-        await this.probe(port, cmd.major, cmd.minor)
-        disk ??= opened = await this.openExport(cmd.path, o)
-      } catch (err) {
-        claim.release()
-        if (port !== undefined) await this.closePortIfUnused(cmd.ifname)
-        throw err
-      }
-      let state = this.states.get(key)
-      if (state === undefined) this.states.set(key, state = new AddressState())
-      if (opened !== undefined) this.exports.set(key, opened)
-      const p = port
-      const target = new Target(cmd.major, cmd.minor, cmd.ifname, disk, state, cmd.options?.bufferCount ?? this.bufferCount, () => p.mtu)
-      target.acl = cmd.options?.acl ?? []
-      this.targets.set(name, { target, claim })
-      port.addTarget(target)
-      port.announce(target)
-      debug('added %s: %s%s, %d sectors', name, cmd.path, formatOptions(cmd.options) === '' ? '' : ` ${formatOptions(cmd.options)}`, disk.sectors)
-      return target.info()
-    })
-  }
-
   /** One address, one disk: another interface may serve the address only with the same backing slice. */
   private async checkSameDisk (disk: Export, cmd: AddCommand, o: DiskOptions): Promise<void> {
     let same = sameDisk(disk.options, o)
     if (same) {
       try {
-        const st = await fs.promises.stat(cmd.path)
-        same = fileIdentity(st) === disk.identity
+        same = fileIdentity(await fs.promises.stat(cmd.path)) === disk.identity
       } catch (err) {
         throw refusal(err)
       }
@@ -258,25 +289,158 @@ export class Engine implements Control {
     }
   }
 
+  /** Makes an entry serve: its claim, port, export (locked) and target. Throws, leaving nothing behind, if it cannot. */
+  private async start (e: Entry): Promise<void> {
+    const cmd = e.cmd
+    const name = targetName(cmd)
+    const key = `${cmd.major}.${cmd.minor}`
+    const o = this.diskOptionsOf(cmd)
+    let disk = this.exports.get(key)
+    if (disk !== undefined) await this.checkSameDisk(disk, cmd, o)
+    const claim = this.claims.claim(this.netns, cmd.ifname, cmd.major, cmd.minor)
+    let port: Port | undefined
+    let opened: Export | undefined
+    try {
+      port = this.openPort(cmd.ifname)
+      // The backing is locked before the wire is asked: a second exporter of the same disk is refused first.
+      if (disk === undefined) disk = opened = await this.openExport(cmd.path, o)
+      await this.probe(port, cmd.major, cmd.minor)
+    } catch (err) {
+      claim.release()
+      if (opened !== undefined) await this.closeExport(opened)
+      if (port !== undefined) await this.closePortIfUnused(cmd.ifname)
+      throw err
+    }
+    let state = this.states.get(key)
+    if (state === undefined) this.states.set(key, state = new AddressState())
+    if (opened !== undefined) this.exports.set(key, opened)
+    const p = port
+    const target = new Target(cmd.major, cmd.minor, cmd.ifname, disk, state, cmd.options?.bufferCount ?? this.bufferCount, () => p.mtu)
+    target.acl = cmd.options?.acl ?? []
+    if (e.model !== undefined) target.model = e.model
+    if (e.serial !== undefined) target.serial = e.serial
+    e.target = target
+    e.claim = claim
+    e.waiting = null
+    port.addTarget(target)
+    port.announce(target)
+    debug('serving %s: %s%s, %d sectors', name, cmd.path, formatOptions(cmd.options) === '' ? '' : ` ${formatOptions(cmd.options)}`, disk.sectors)
+  }
+
+  /** Takes a serving entry out of service (to delete it, or to serve it anew). */
+  private async stop (e: Entry): Promise<void> {
+    const target = e.target
+    if (target === null) return
+    e.target = null
+    e.model = target.model
+    e.serial = target.serial
+    e.claim?.release()
+    e.claim = null
+    this.ports.get(target.ifname)?.removeTarget(target)
+    await this.closePortIfUnused(target.ifname)
+    if (this.targetsOf(target.disk).length === 0) {
+      this.exports.delete(`${target.major}.${target.minor}`)
+      await this.closeExport(target.disk)
+    }
+  }
+
+  /** Forgets an address's state once no entry of it is left. */
+  private forgetAddress (major: number, minor: number): void {
+    for (const e of this.entries.values()) if (e.cmd.major === major && e.cmd.minor === minor) return
+    this.states.delete(`${major}.${minor}`)
+  }
+
+  /** A strict add: anything that stops it serving now is the caller's error. */
+  private async addNow (cmd: AddCommand, origin: Origin): Promise<TargetInfo> {
+    const name = targetName(cmd)
+    if (this.entries.has(name)) throw new ControlError('EEXIST', `target ${name} exists`)
+    if (cmd.major === MAJOR_LINUX_REFUSES) {
+      this.warn(`shelf ${cmd.major} (0x0fff) is refused by the Linux aoe initiator; ${name} is added anyway`)
+    }
+    const e: Entry = { cmd, origin, model: undefined, serial: undefined, target: null, claim: null, waiting: null }
+    await this.start(e)
+    this.entries.set(name, e)
+    return this.infoOf(e)
+  }
+
+  /**
+   * A lenient add, for targets restored or read from the exports file: if it cannot
+   * serve now (no such interface yet, a missing or taken backing), it is kept waiting,
+   * said so in the log, and retried.
+   */
+  private async addOrWait (cmd: AddCommand, origin: Origin, model?: string, serial?: string): Promise<void> {
+    const name = targetName(cmd)
+    const e: Entry = { cmd, origin, model, serial, target: null, claim: null, waiting: null }
+    this.entries.set(name, e)
+    await this.retry(e)
+  }
+
+  private async retry (e: Entry): Promise<void> {
+    try {
+      await this.start(e)
+      this.log(`${targetName(e.cmd)}: serving`)
+    } catch (err) {
+      const why = (err as Error).message
+      if (e.waiting !== why) this.warn(`${targetName(e.cmd)}: waiting: ${why}`)
+      e.waiting = why
+    }
+  }
+
+  /** Retries the waiting targets (of one interface, or all). */
+  private async retryWaiting (ifname?: string): Promise<void> {
+    if (this.closing) return
+    const waiting = [...this.entries.values()].filter(e => e.waiting !== null && (ifname === undefined || e.cmd.ifname === ifname))
+    if (waiting.length === 0) return
+    await this.exclusive(async () => {
+      let changed = false
+      for (const e of waiting) {
+        if (this.entries.get(targetName(e.cmd)) !== e || e.waiting === null) continue
+        await this.retry(e)
+        changed ||= e.target !== null
+      }
+      if (changed) await this.persist().catch(err => this.warn((err as Error).message))
+    }).catch(() => {})
+  }
+
+  add (cmd: AddCommand): Promise<TargetInfo> {
+    return this.exclusive(async () => {
+      const info = await this.addNow(cmd, 'control')
+      await this.persist()
+      return info
+    })
+  }
+
+  /**
+   * An `--add` at start: merged with the restored targets — one already there with the
+   * same line is kept as it is, one with another line is replaced; anything that stops
+   * it serving is an error (the daemon does not start).
+   */
+  addFromCommandLine (cmd: AddCommand): Promise<TargetInfo> {
+    return this.exclusive(async () => {
+      const e = this.entries.get(targetName(cmd))
+      if (e !== undefined && formatAddCommand(e.cmd) === formatAddCommand(cmd) && e.target !== null) return this.infoOf(e)
+      if (e !== undefined) await this.delNow(cmd)
+      const info = await this.addNow(cmd, 'cli')
+      await this.persist()
+      return info
+    })
+  }
+
   del (addr: TargetAddress): Promise<void> {
     return this.exclusive(async () => {
-      const target = this.find(addr)
-      const name = target.name
-      if (target.busy > 0) throw new ControlError('EBUSY', `${name} has ${target.busy} requests in flight`)
-      const entry = this.targets.get(name)!
-      this.targets.delete(name)
-      entry.claim.release()
-      this.ports.get(target.ifname)?.removeTarget(target)
-      const key = `${target.major}.${target.minor}`
-      const last = this.targetsOf(target.disk).length === 0
-      if (last) {
-        this.states.delete(key)
-        this.exports.delete(key)
-      }
-      await this.closePortIfUnused(target.ifname)
-      if (last) await this.closeExport(target.disk)
-      debug('deleted %s', name)
+      await this.delNow(addr)
+      await this.persist()
     })
+  }
+
+  private async delNow (addr: TargetAddress): Promise<void> {
+    const e = this.entry(addr)
+    const name = targetName(addr)
+    if (e.target !== null && e.target.busy > 0) throw new ControlError('EBUSY', `${name} has ${e.target.busy} requests in flight`)
+    this.entries.delete(name)
+    await this.stop(e)
+    this.forgetAddress(e.cmd.major, e.cmd.minor)
+    debug('deleted %s', name)
   }
 
   /**
@@ -285,68 +449,260 @@ export class Engine implements Control {
    */
   readd (cmd: AddCommand): Promise<TargetInfo> {
     return this.exclusive(async () => {
-      const target = this.find(cmd)
-      const old = target.disk
-      const o = cmd.options === undefined ? old.options : this.diskOptionsOf(cmd)
-      const disk = await this.openExport(cmd.path, o)
-      // New requests go to the new store; the old one closes once its requests are done.
-      const key = `${target.major}.${target.minor}`
-      this.exports.set(key, disk)
-      for (const t of this.targetsOf(old)) {
-        t.disk = disk
-        if (cmd.options?.bufferCount !== undefined && t === target) t.bufferCount = cmd.options.bufferCount
-        if (cmd.options?.acl !== undefined && t === target) t.acl = cmd.options.acl
-        this.ports.get(t.ifname)?.announce(t)
-      }
-      debug('readded %s: %s, %d sectors', target.name, cmd.path, disk.sectors)
-      await this.closeExport(old)
-      return target.info()
+      const info = await this.readdNow(cmd)
+      await this.persist()
+      return info
     })
   }
 
+  private async readdNow (cmd: AddCommand): Promise<TargetInfo> {
+    const e = this.entry(cmd)
+    if (e.target === null) {
+      const options = cmd.options ?? e.cmd.options
+      // Not serving yet: the new line is what it will serve.
+      e.cmd = { ...cmd, ...(options !== undefined ? { options } : {}) }
+      await this.retry(e)
+      return this.infoOf(e)
+    }
+    const target = e.target
+    const old = target.disk
+    const o = cmd.options === undefined ? old.options : this.diskOptionsOf(cmd)
+    const disk = await this.openExport(cmd.path, o)
+    // New requests go to the new store; the old one closes once its requests are done.
+    this.exports.set(`${target.major}.${target.minor}`, disk)
+    for (const other of this.entries.values()) {
+      const t = other.target
+      if (t === null || t.disk !== old) continue
+      t.disk = disk
+      let options = other.cmd.options
+      if (cmd.options !== undefined) {
+        // The disk's options come from the line; acl and bufcnt stay each target's own, but the readded one's may change.
+        const acl = other === e && cmd.options.acl !== undefined ? cmd.options.acl : other.cmd.options?.acl
+        const bufferCount = other === e && cmd.options.bufferCount !== undefined ? cmd.options.bufferCount : other.cmd.options?.bufferCount
+        options = { ...diskOptionsAsGiven(cmd.options), ...(acl !== undefined ? { acl } : {}), ...(bufferCount !== undefined ? { bufferCount } : {}) }
+        if (other === e) {
+          if (acl !== undefined) t.acl = acl
+          if (bufferCount !== undefined) t.bufferCount = bufferCount
+        }
+      }
+      const { options: _old, ...address } = other.cmd
+      other.cmd = { ...address, path: cmd.path, ...(options !== undefined && Object.keys(options).length > 0 ? { options } : {}) }
+      this.ports.get(t.ifname)?.announce(t)
+    }
+    debug('readded %s: %s, %d sectors', target.name, cmd.path, disk.sectors)
+    await this.closeExport(old)
+    return target.info()
+  }
+
   announce (): void {
-    for (const { target } of this.targets.values()) this.ports.get(target.ifname)?.announce(target)
+    for (const t of this.serving()) this.ports.get(t.ifname)?.announce(t)
+  }
+
+  private infoOf (e: Entry): TargetInfo {
+    if (e.target !== null) return e.target.info()
+    const o = e.cmd.options ?? {}
+    return {
+      major: e.cmd.major,
+      minor: e.cmd.minor,
+      ifname: e.cmd.ifname,
+      path: e.cmd.path,
+      sectors: 0,
+      bdev: '0:0',
+      model: e.model ?? DEFAULT_MODEL,
+      serial: e.serial ?? `KVB${e.cmd.major}.${e.cmd.minor}`,
+      busy: 0,
+      mtu: 0,
+      readOnly: o.readOnly === true,
+      offset: o.offset ?? 0,
+      length: o.length ?? 0,
+      acl: o.acl ?? [],
+      cache: o.cache ?? this.options.cache ?? 'writethrough',
+      bufferCount: o.bufferCount ?? this.bufferCount,
+      direct: o.direct === true || this.options.direct === true,
+      shared: o.shared === true,
+      faults: {},
+      state: 'waiting',
+      waiting: e.waiting ?? '',
+      stats: { reads: 0, readSectors: 0, writes: 0, writeSectors: 0, flushes: 0, errors: 0, inFlight: 0, frames: 0, syncs: 0, syncedWrites: 0 },
+      latency: { bounds: LATENCY_BOUNDS, counts: LATENCY_BOUNDS.map(() => 0), sum: 0, count: 0 },
+    }
   }
 
   list (): TargetInfo[] {
-    return [...this.targets.values()].map(e => e.target.info())
+    return [...this.entries.values()].map(e => this.infoOf(e))
   }
 
   get (addr: TargetAddress): TargetInfo | undefined {
-    return this.targets.get(targetName(addr))?.target.info()
+    const e = this.entries.get(targetName(addr))
+    return e === undefined ? undefined : this.infoOf(e)
   }
 
-  setModel (addr: TargetAddress, model: string): void {
-    this.find(addr).model = checkModel(model)
+  setModel (addr: TargetAddress, model: string): Promise<void> {
+    return this.setIdentity(addr, checkModel(model), 'model')
   }
 
-  setSerial (addr: TargetAddress, serial: string): void {
-    this.find(addr).serial = checkSerial(serial)
+  setSerial (addr: TargetAddress, serial: string): Promise<void> {
+    return this.setIdentity(addr, checkSerial(serial), 'serial')
+  }
+
+  private setIdentity (addr: TargetAddress, value: string, field: 'model' | 'serial'): Promise<void> {
+    return this.exclusive(async () => {
+      const e = this.entry(addr)
+      if (e.target !== null) e.target[field] = value
+      else e[field] = value
+      await this.persist()
+    })
   }
 
   setAcl (addr: TargetAddress, macs: number[]): Promise<void> {
     return this.exclusive(async () => {
-      this.find(addr).acl = [...new Set(macs)]
+      const e = this.entry(addr)
+      const acl = [...new Set(macs)]
+      if (e.target !== null) e.target.acl = acl
+      e.cmd = withOption(e.cmd, 'acl', acl.length === 0 ? undefined : acl)
+      await this.persist()
     })
   }
 
   setCache (addr: TargetAddress, mode: CacheMode): Promise<void> {
     return this.exclusive(async () => {
-      const disk = this.find(addr).disk
-      disk.options = { ...disk.options, cache: mode }
-      disk.store.ackMode = mode
+      const e = this.entry(addr)
+      if (e.target !== null) {
+        const disk = e.target.disk
+        disk.options = { ...disk.options, cache: mode }
+        disk.store.ackMode = mode
+        // The disk's mode: every interface serving the address has it.
+        for (const other of this.entries.values()) if (other.target?.disk === disk) other.cmd = withOption(other.cmd, 'cache', mode)
+      } else {
+        e.cmd = withOption(e.cmd, 'cache', mode)
+      }
+      await this.persist()
     })
   }
 
   setBufferCount (addr: TargetAddress, count: number): Promise<void> {
     return this.exclusive(async () => {
-      this.find(addr).bufferCount = checkBufferCount(count, 'bufcnt')
+      const e = this.entry(addr)
+      checkBufferCount(count, 'bufcnt')
+      if (e.target !== null) e.target.bufferCount = count
+      e.cmd = withOption(e.cmd, 'bufferCount', count)
+      await this.persist()
     })
   }
 
   interfaces (): InterfaceStats[] {
     return [...this.ports.values()].map(p => p.stats())
   }
+
+  // ---- state and the exports file --------------------------------------------------------
+
+  /** The state as the state file keeps it. */
+  private snapshot (): string {
+    const saved: SavedState = {
+      targets: [...this.entries.values()].map(e => ({
+        cmd: e.cmd,
+        model: e.target?.model ?? e.model,
+        serial: e.target?.serial ?? e.serial,
+        origin: e.origin,
+      })),
+      addresses: [...this.states].map(([key, s]) => {
+        const [major, minor] = key.split('.').map(Number)
+        return { major, minor, config: s.config, mask: [...s.mask], reservation: [...s.reservation] }
+      }).filter(a => a.config.length > 0 || a.mask.length > 0 || a.reservation.length > 0),
+    }
+    return encodeState(saved, formatAddCommand)
+  }
+
+  /**
+   * Restores a saved state before anything is served: the address states first, then
+   * every target (waiting where it cannot serve yet), each one announced as it starts.
+   */
+  restore (saved: SavedState): Promise<void> {
+    return this.exclusive(async () => {
+      for (const a of saved.addresses) {
+        const s = new AddressState()
+        s.config = a.config
+        s.mask.push(...a.mask)
+        s.reservation.push(...a.reservation)
+        this.states.set(`${a.major}.${a.minor}`, s)
+      }
+      for (const t of saved.targets) {
+        if (this.entries.has(targetName(t.cmd))) continue
+        await this.addOrWait(t.cmd, t.origin, t.model, t.serial)
+      }
+      await this.persist()
+    })
+  }
+
+  /**
+   * Applies the exports file: new lines are added, removed ones deleted, changed ones
+   * served anew; exports made otherwise are left alone. A line that does not parse
+   * applies nothing. The daemon serves throughout.
+   */
+  reload (): Promise<ReloadResult> {
+    return this.exclusive(async () => {
+      this.lastReload = await this.applyExports()
+      if (this.lastReload.ok) this.log(`reload: ${this.lastReload.summary}`)
+      else this.warn(`reload: ${this.lastReload.summary}`)
+      return this.lastReload
+    })
+  }
+
+  /** The result of the last reload, for the control plane's reload file. */
+  lastReloadResult (): ReloadResult {
+    return this.lastReload
+  }
+
+  private async applyExports (): Promise<ReloadResult> {
+    const file = this.options.configFile
+    if (file === undefined) return { ok: false, summary: 'no exports file (start with --config FILE)' }
+    let lines
+    try {
+      lines = parseExports(await fs.promises.readFile(file, 'utf8'), file)
+    } catch (err) {
+      return { ok: false, summary: `${(err as Error).message}; nothing was changed` }
+    }
+    const wanted = new Map(lines.map(l => [targetName(l.cmd), l.cmd]))
+    let added = 0
+    let removed = 0
+    let changed = 0
+    const failed: string[] = []
+    for (const [name, e] of [...this.entries]) {
+      if (e.origin !== 'config' || wanted.has(name)) continue
+      try {
+        await this.delNow(e.cmd)
+        removed++
+      } catch (err) {
+        failed.push(`${name}: ${(err as Error).message}`)
+      }
+    }
+    for (const [name, cmd] of wanted) {
+      const e = this.entries.get(name)
+      if (e !== undefined && e.origin !== 'config') {
+        failed.push(`${name}: already exported through the control plane or --add; left as it is`)
+        continue
+      }
+      try {
+        if (e === undefined) {
+          await this.addOrWait(cmd, 'config')
+          added++
+        } else if (formatAddCommand(e.cmd) !== formatAddCommand(cmd)) {
+          await this.delNow(e.cmd)
+          await this.addOrWait(cmd, 'config', e.target?.model ?? e.model, e.target?.serial ?? e.serial)
+          changed++
+        }
+      } catch (err) {
+        failed.push(`${name}: ${(err as Error).message}`)
+      }
+    }
+    await this.persist()
+    const waiting = [...this.entries.values()].filter(e => e.origin === 'config' && e.waiting !== null).length
+    const summary = `${file}: ${added} added, ${removed} removed, ${changed} changed` +
+      `${waiting > 0 ? `, ${waiting} waiting` : ''}${failed.length > 0 ? `; failed: ${failed.join('; ')}` : ''}`
+    return { ok: failed.length === 0, summary }
+  }
+
+  // ---- faults, sizes, interfaces ---------------------------------------------------------
 
   /** A disk request failed: logged (rate-limited), counted, and the backing's size looked at again. */
   private fault (t: Target, store: BackingStore, op: string, err: NodeJS.ErrnoException, offset: number): void {
@@ -356,9 +712,10 @@ export class Engine implements Control {
     void this.checkSize(store)
   }
 
-  /** Reads the sizes of every backing again; a target whose size changed is served and announced at it. */
-  private async checkSizes (): Promise<void> {
+  /** Every few seconds: backing sizes read again, waiting targets retried. */
+  private async tick (): Promise<void> {
     await Promise.all([...new Set(this.exports.values())].map(d => this.checkSize(d.store)))
+    await this.retryWaiting()
   }
 
   private async checkSize (store: BackingStore): Promise<void> {
@@ -378,21 +735,49 @@ export class Engine implements Control {
   }
 
   /**
+   * An interface changed. Gone: its port lets go of the socket and its targets wait
+   * for it. Back (a new interface of that name): a new socket, and every target is
+   * announced. Up again, or a new MTU: announced, so initiators learn it at once.
+   */
+  private linkChanged (link: KnownLink): void {
+    const port = this.ports.get(link.name)
+    const seen = this.linksSeen.get(link.name)
+    if (port !== undefined && seen !== undefined && !this.closing) {
+      if (!link.present && !port.detached) {
+        this.warn(`${link.name}: the interface is gone; its ${port.targets.length} targets wait for it`)
+        void port.detach()
+      } else if (link.present && port.detached) {
+        try {
+          port.attach(this.openFrameIo(link.name))
+          this.log(`${link.name}: the interface is back; serving and announcing ${port.targets.length} targets`)
+        } catch (err) {
+          this.warn(`${link.name}: the interface is back but cannot be opened: ${(err as Error).message}`)
+        }
+      } else if (link.present && ((link.up && !seen.up) || link.mtu !== seen.mtu)) {
+        for (const t of port.targets) port.announce(t)
+      }
+      this.linksSeen.set(link.name, { present: link.present, up: link.up, mtu: link.mtu })
+    }
+    if (link.present) void this.retryWaiting(link.name)
+  }
+
+  /**
    * Stops serving, after the control commands already queued (an `add` opening its file
    * finishes first, so nothing it opens is left behind; later commands are refused):
-   * closes every port, then every backing store once its I/O is done, then the disk engine.
+   * no more requests are taken, those in flight finish (synced) and are answered, then
+   * every port, store and the disk engine close.
    */
   close (): Promise<void> {
     this.closing = true
     this.closed ??= this.commands.then(async () => {
-      clearInterval(this.sizeTimer)
+      clearInterval(this.timer)
       const ports = [...this.ports.values()]
+      await Promise.all(ports.map(p => p.quiesce()))
       this.ports.clear()
       const exports = [...new Set(this.exports.values())]
-      for (const e of this.targets.values()) e.claim.release()
-      this.targets.clear()
+      for (const e of this.entries.values()) e.claim?.release()
+      this.entries.clear()
       this.exports.clear()
-      // Ports first: no new requests; then the stores drain and close.
       const portsClosed = Promise.all(ports.map(p => p.close()))
       await Promise.all(exports.map(d => this.closeExport(d)))
       await portsClosed
@@ -403,6 +788,22 @@ export class Engine implements Control {
     })
     return this.closed
   }
+}
+
+/** An add line with one option set (or removed, for undefined). */
+function withOption<K extends keyof NonNullable<AddCommand['options']>> (cmd: AddCommand, key: K, value: NonNullable<AddCommand['options']>[K] | undefined): AddCommand {
+  const options = { ...cmd.options }
+  if (value === undefined) delete options[key]
+  else options[key] = value
+  const { options: _old, ...rest } = cmd
+  return Object.keys(options).length === 0 ? rest : { ...rest, options }
+}
+
+/** The options of a readd line that make the disk (the rest belongs to the target readded). */
+function diskOptionsAsGiven (o: AddCommand['options']): AddCommand['options'] {
+  if (o === undefined) return {}
+  const { acl: _acl, bufferCount: _b, ...disk } = o
+  return disk
 }
 
 function describeDisk (o: DiskOptions): string {

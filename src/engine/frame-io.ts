@@ -53,12 +53,36 @@ export interface FrameIo {
     maps: FileMap[], mapIndex: Uint16Array, mapOffsets: Float64Array, mapLengths: Uint32Array): number
   /** After send(): [count, index0, errno0, index1, errno1, ...], as many as fit. */
   readonly sendFailures: Int32Array
-  /** cb runs whenever frames may be pending, until close(). */
+  /** cb runs whenever frames may be pending, until close() or stopReceiving(). */
   onReadable (cb: () => void): void
+  /** No more readable callbacks: frames are left unread (a daemon shutting down). */
+  stopReceiving (): void
   /** cb runs once, the next time the socket can take frames again. */
   onWritable (cb: () => void): void
   counters (): FrameCounters
   /** Brings `link` up to date with what the kernel has said since (at most one system call). */
   syncLink? (): void
   close (): void
+}
+
+/**
+ * The FrameIo of an interface that has gone away: nothing arrives, what is sent is lost
+ * (the initiator retransmits once the interface is back). Its link state stays the
+ * interface's own, so the port sees it come back.
+ */
+export class DetachedFrameIo implements FrameIo {
+  readonly rx = Buffer.alloc(0)
+  readonly rxOffsets = new Uint32Array(0)
+  readonly rxLengths = new Uint32Array(0)
+  readonly sendFailures = new Int32Array(1)
+
+  constructor (readonly link: LinkState, readonly rxSlots: number) {}
+
+  receive (): number { return 0 }
+  send (_arena: Buffer, _offsets: Uint32Array, _lengths: Uint32Array, count: number): number { return count }
+  onReadable (): void {}
+  stopReceiving (): void {}
+  onWritable (): void {}
+  counters (): FrameCounters { return { framesIn: 0, framesOut: 0, kernelDrops: 0, sendErrors: 0 } }
+  close (): void {}
 }

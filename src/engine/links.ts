@@ -148,6 +148,10 @@ export class SocketFrameIo implements FrameIo {
     this.socket.onReadable(cb)
   }
 
+  stopReceiving (): void {
+    this.socket.stopReading()
+  }
+
   onWritable (cb: () => void): void {
     this.socket.onWritable(cb)
   }

@@ -15,7 +15,7 @@ import { AtaExchanges } from './ata-exchange'
 import {
   addresses, announceDestinations, emptyCommandResult, encodeConfigReply, encodeProbe, isRequest, Outcome, respond, sectorsForMtu,
 } from './commands'
-import type { FrameIo } from './frame-io'
+import { DetachedFrameIo, type FrameIo } from './frame-io'
 import type { Target } from './target'
 import { TX_SLOTS, TxQueue, frameAt } from './transmit'
 
@@ -31,6 +31,11 @@ export interface PortOptions {
   warn?: (message: string) => void
   /** A disk request of a target here failed (it is answered with an ATA error all the same). */
   onFault?: (t: Target, store: BackingStore, op: string, err: NodeJS.ErrnoException, offset: number) => void
+  /**
+   * An initiator changed an address's state (config string, mask, reservation): the
+   * reply waits until this resolves, so it is sent only once the change is persisted.
+   */
+  onStateChange?: (t: Target) => Promise<void>
 }
 
 /** Listening for other targets' answers to a Query Config we sent. */
@@ -54,11 +59,19 @@ export class Port {
   private linkSynced = false
   private readonly probes = new Set<Probe>()
 
-  constructor (readonly io: FrameIo, private readonly options: PortOptions) {
+  private frameIo: FrameIo
+
+  constructor (io: FrameIo, private readonly options: PortOptions) {
+    this.frameIo = io
     this.warn = options.warn ?? (msg => debug('%s', msg))
     this.tx = new TxQueue(io)
     this.exchanges = new AtaExchanges(this.tx, TX_SLOTS, io.rxSlots, options.onFault)
     io.onReadable(() => this.receive())
+  }
+
+  /** Frames in and out; a DetachedFrameIo while the interface is gone. */
+  get io (): FrameIo {
+    return this.frameIo
   }
 
   get ifname (): string {
@@ -200,9 +213,64 @@ export class Port {
       case Outcome.None:
         return this.tx.free(slot)
       case Outcome.Reply:
+        if (r.stateChanged && this.options.onStateChange !== undefined) return this.replyWhenPersisted(t, slot, r.length)
         return this.tx.queue(slot, r.length)
       case Outcome.Disk:
         return this.exchanges.stage(slot, t, r, rx)
+    }
+  }
+
+  /** The reply to a change of an address's state leaves once the change is on disk (or, if that fails, never: the initiator retries). */
+  private replyWhenPersisted (t: Target, slot: number, length: number): void {
+    this.options.onStateChange!(t).then(() => {
+      this.tx.queue(slot, length)
+      this.tx.requestFlush()
+    }, err => {
+      this.tx.free(slot)
+      this.warn(`${t.name}: a change an initiator made could not be saved, so it was not answered: ${(err as Error).message}`)
+    })
+  }
+
+  /**
+   * The interface went away: its socket is closed (and its receive ring released), the
+   * targets stay, and replies meanwhile are lost (initiators retransmit).
+   */
+  async detach (): Promise<void> {
+    const old = this.frameIo
+    if (old instanceof DetachedFrameIo || this.closed) return
+    this.frameIo = new DetachedFrameIo(old.link, old.rxSlots)
+    this.tx.setIo(this.frameIo)
+    old.stopReceiving()
+    await this.options.disk.release(old.rx)
+    old.close()
+  }
+
+  /** The interface is back (a new socket on it): serve again, and tell the initiators. */
+  attach (io: FrameIo): void {
+    if (this.closed) {
+      io.close()
+      return
+    }
+    this.frameIo = io
+    this.tx.setIo(io)
+    io.onReadable(() => this.receive())
+    for (const t of this.targets) this.announce(t)
+  }
+
+  get detached (): boolean {
+    return this.frameIo instanceof DetachedFrameIo
+  }
+
+  /**
+   * Stops reading requests (shutting down): those already taken still complete and
+   * are answered. Resolves once none is left with the disk and every reply has gone.
+   */
+  async quiesce (): Promise<void> {
+    this.frameIo.stopReceiving()
+    await this.exchanges.drain()
+    for (let i = 0; i < 100 && this.tx.queued > 0; i++) {
+      this.tx.flush()
+      await new Promise(resolve => setTimeout(resolve, 10))
     }
   }
 
@@ -256,8 +324,10 @@ export class Port {
     this.tx.close()
     this.closing = (async () => {
       // Nothing the disk still works on uses the ring (see ata-exchange.ts): it goes first.
-      await this.options.disk.release(this.io.rx)
-      this.io.close()
+      const io = this.frameIo
+      io.stopReceiving()
+      await this.options.disk.release(io.rx)
+      io.close()
       await this.exchanges.drain()
       await this.options.disk.release(this.tx.arena)
       this.tx.releaseArena()

@@ -102,6 +102,7 @@ export class Target implements CommandTarget {
         syncedWrites: d.store.syncCounters.syncedWrites,
       },
       latency: this.latency.snapshot(),
+      state: 'serving',
     }
   }
 }

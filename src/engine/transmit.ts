@@ -68,10 +68,17 @@ export class TxQueue {
   private closed = false
   private readonly flushLater = (): void => this.flush()
 
-  constructor (private readonly io: FrameIo) {
+  constructor (private io: FrameIo) {
     this.arena = alignedBuffer(TX_SLOTS * TX_SLOT_SIZE)
     // Slot 0 on top of the stack: low slots are reused first.
     for (let i = 0; i < TX_SLOTS; i++) this.freeSlots[i] = TX_SLOTS - 1 - i
+  }
+
+  /** From now on replies leave through `io` (the interface came back with a new socket). */
+  setIo (io: FrameIo): void {
+    this.io = io
+    this.waitingWritable = false
+    this.requestFlush()
   }
 
   /** Slots taken: replies being built, waiting on the disk, or queued. */

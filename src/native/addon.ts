@@ -52,6 +52,7 @@ export interface NativePacketSocket {
   send (arena: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number,
     maps?: NativeFileMap[], mapIndex?: Uint16Array, mapOffsets?: Float64Array, mapLengths?: Uint32Array): number
   onReadable (cb: () => void): void
+  stopReading (): void
   onWritable (cb: () => void): void
   stats (): void
   close (): void

@@ -135,6 +135,11 @@ export class PacketSocket {
     this.native.onReadable(cb)
   }
 
+  /** No more onReadable callbacks (frames keep arriving in the ring, unread). */
+  stopReading (): void {
+    if (!this.closed) this.native.stopReading()
+  }
+
   /** cb runs once, the next time the socket is writable. */
   onWritable (cb: () => void): void {
     this.native.onWritable(cb)

@@ -22,7 +22,12 @@ export class Daemon {
     }))
   }
 
+  /**
+   * `kvblade ARGS`. A `start` keeps no state file unless the test names one: the
+   * default (/var/lib/kvblade/state.json) would carry one test's targets into the next.
+   */
   static spawn (args: string[], env: NodeJS.ProcessEnv = {}): Daemon {
+    if (args[0] === 'start' && !args.some(a => a === '--no-state' || a === '--state' || a.startsWith('--state='))) args = [...args, '--no-state']
     const child = spawn(process.execPath, [KVBLADE, ...args], {
       env: { ...process.env, DEBUG: 'kvblade:*', DEBUG_COLORS: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -133,13 +133,13 @@ export class FakeControl implements Control {
     return info
   }
 
-  setModel (addr: TargetAddress, model: string): void {
+  async setModel (addr: TargetAddress, model: string): Promise<void> {
     this.calls.push({ op: 'setModel', arg: model })
     if (model.length > 40) throw new ControlError('EINVAL', 'model longer than 40 characters')
     this.target(addr).model = model
   }
 
-  setSerial (addr: TargetAddress, serial: string): void {
+  async setSerial (addr: TargetAddress, serial: string): Promise<void> {
     this.calls.push({ op: 'setSerial', arg: serial })
     if (serial.length > 20) throw new ControlError('EINVAL', 'serial number longer than 20 characters')
     this.target(addr).serial = serial

@@ -105,6 +105,10 @@ export class FakeFrameIo implements FrameIo {
     this.readable = cb
   }
 
+  stopReceiving (): void {
+    this.readable = null
+  }
+
   onWritable (cb: () => void): void {
     this.writable = cb
   }

@@ -29,7 +29,7 @@ if (reason !== undefined) {
 
   /** Starts the daemon and waits until the control plane answers. */
   async function start (): Promise<{ proc: ChildProcess, log: () => string, exited: Promise<number | null> }> {
-    const proc = spawn(process.execPath, [CLI, 'start', '--mount', mnt, '--add', `9 0 lo ${img}`], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const proc = spawn(process.execPath, [CLI, 'start', '--no-state', '--mount', mnt, '--add', `9 0 lo ${img}`], { stdio: ['ignore', 'pipe', 'pipe'] })
     daemons.push(proc)
     let log = ''
     proc.stdout!.on('data', d => { log += String(d) })

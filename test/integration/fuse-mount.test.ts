@@ -46,9 +46,9 @@ if (reason !== undefined) {
     t.ok(isMountPoint(mnt), 'listed in mountinfo')
     const ls = await sh('cd "$1" && ls -A', [mnt])
     t.equal(ls.code, 0)
-    t.equal(ls.stdout, 'add\nannounce\ndel\nreadd\nstat\n')
+    t.equal(ls.stdout, 'add\nannounce\ndel\nreadd\nreload\nstat\n')
     const modes = await sh('cd "$1" && stat -c "%n %a %s" *', [mnt])
-    t.equal(modes.stdout, 'add 200 0\nannounce 200 0\ndel 200 0\nreadd 200 0\nstat 444 32\n')
+    t.equal(modes.stdout, 'add 200 0\nannounce 200 0\ndel 200 0\nreadd 200 0\nreload 644 16\nstat 444 32\n')
     t.equal(await readFile(p('stat'), 'utf8'), 'eth0 0 0 0 0 0 0\nlo 0 0 0 0 0 0\n')
   })
 
@@ -57,7 +57,7 @@ if (reason !== undefined) {
     t.equal(r.code, 0, r.stderr)
     t.same((await readdir(mnt)).filter(n => n.includes('@')), ['9.0@eth0'])
     const ls = await sh('ls "$1/9.0@eth0"', [mnt])
-    t.equal(ls.stdout, 'acl\nbdev\nbpath\nbufcnt\nbusy\ncache\nfaults\nlength\nmodel\nmtu\noffset\nro\nscnt\nsn\nstat\n')
+    t.equal(ls.stdout, 'acl\nbdev\nbpath\nbufcnt\nbusy\ncache\nfaults\nlength\nmodel\nmtu\noffset\nro\nscnt\nsn\nstat\nstate\n')
     t.ok((await stat(p('9.0@eth0'))).isDirectory())
   })
 
@@ -79,7 +79,7 @@ if (reason !== undefined) {
       t.equal((await stat(p('9.0@eth0', name))).size, Buffer.byteLength(value), `size of ${name}`)
     }
     const modes = await sh('cd "$1/9.0@eth0" && stat -c "%n %a" *', [mnt])
-    t.equal(modes.stdout, 'acl 644\nbdev 444\nbpath 444\nbufcnt 644\nbusy 444\ncache 644\nfaults 444\nlength 444\nmodel 644\nmtu 444\noffset 444\nro 444\nscnt 444\nsn 644\nstat 444\n')
+    t.equal(modes.stdout, 'acl 644\nbdev 444\nbpath 444\nbufcnt 644\nbusy 444\ncache 644\nfaults 444\nlength 444\nmodel 644\nmtu 444\noffset 444\nro 444\nscnt 444\nsn 644\nstat 444\nstate 444\n')
     // Values are always fresh, sizes too (no attribute caching).
     fake.list()[0].busy = 123456
     t.equal((await stat(p('9.0@eth0', 'busy'))).size, 7)
@@ -89,11 +89,11 @@ if (reason !== undefined) {
   })
 
   t.test('stat lines', async t => {
-    Object.assign(fake.list()[0].stats, { reads: 10, readSectors: 80, writes: 3, writeSectors: 24, flushes: 1, errors: 2, inFlight: 0, frames: 17 })
+    Object.assign(fake.list()[0].stats, { reads: 10, readSectors: 80, writes: 3, writeSectors: 24, flushes: 1, errors: 2, inFlight: 0, frames: 17, syncs: 2, syncedWrites: 3 })
     const r = await sh('cat "$1"', [p('9.0@eth0', 'stat')])
-    t.equal(r.stdout, '      10       80        3       24        1        2        0       17\n')
-    const fields = (await sh('read a b c d e f g h <"$1"; echo "$a|$b|$c|$d|$e|$f|$g|$h"', [p('9.0@eth0', 'stat')])).stdout
-    t.equal(fields, '10|80|3|24|1|2|0|17\n', 'whitespace-separated, in TargetStats order')
+    t.equal(r.stdout, '      10       80        3       24        1        2        0       17        2        3\n')
+    const fields = (await sh('read a b c d e f g h i j <"$1"; echo "$a|$b|$c|$d|$e|$f|$g|$h|$i|$j"', [p('9.0@eth0', 'stat')])).stdout
+    t.equal(fields, '10|80|3|24|1|2|0|17|2|3\n', 'whitespace-separated, in TargetStats order')
     Object.assign(fake.ifaces.get('eth0')!, { framesIn: 100, framesOut: 90, kernelDrops: 1, ignored: 5, malformed: 2, sendErrors: 3 })
     t.equal((await sh('cat "$1"', [p('stat')])).stdout, 'eth0 100 90 1 5 2 3\nlo 0 0 0 0 0 0\n')
     t.equal((await stat(p('stat'))).size, 'eth0 100 90 1 5 2 3\nlo 0 0 0 0 0 0\n'.length)

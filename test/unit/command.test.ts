@@ -10,6 +10,7 @@ import {
   MAJOR_LINUX_REFUSES, MAJOR_MAX, MINOR_MAX, formatAddCommand, formatOptions, parseAddCommand, parseDelCommand, parseNumber, targetName,
 } from '../../src/control/command'
 import { ControlError } from '../../src/control/errors'
+import { parseExports } from '../../src/control/exports-file'
 
 function einval (t: tap.Test, fn: () => unknown, name: string): void {
   try {
@@ -204,5 +205,24 @@ t.test('formatAddCommand writes what parseAddCommand reads back', t => {
   ]
   for (const line of lines) t.equal(formatAddCommand(parseAddCommand(line)), line, line)
   t.equal(formatOptions({}), '', 'no options, no words')
+  t.end()
+})
+
+t.test('the exports file: add lines with options, comments, blank lines; a bad line names its number', t => {
+  const text = [
+    '# exports of this host',
+    '9 0 eth0 /srv/a.img',
+    '',
+    '  9 1 eth0 /srv/b.img ro acl=02:00:00:00:00:01   # read-only, one initiator',
+    '9 0 eth1 /srv/a.img',
+  ].join('\n')
+  const lines = parseExports(text)
+  t.same(lines.map(l => l.line), [2, 4, 5], 'line numbers')
+  t.same(lines.map(l => targetName(l.cmd)), ['9.0@eth0', '9.1@eth0', '9.0@eth1'])
+  t.same(lines[1].cmd.options, { readOnly: true, acl: [0x020000000001] })
+  t.same(parseExports(''), [], 'an empty file exports nothing')
+  t.throws(() => parseExports('9 0 eth0 /a\n9 0 eth0 /b\n', 'exports'), { code: 'EINVAL', message: /exports line 2: 9.0@eth0 is already exported on line 1/ })
+  t.throws(() => parseExports('9 0 eth0 /a\n\n9 x eth0 /b\n', 'exports'), { code: 'EINVAL', message: /exports line 3: minor "x" is not a number/ })
+  t.throws(() => parseExports('9 0 eth0 /a bogus\n', 'exports'), { code: 'EINVAL', message: /exports line 1: unknown option "bogus"/ })
   t.end()
 })

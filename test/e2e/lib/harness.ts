@@ -302,7 +302,8 @@ export class KvbladeTarget implements Target {
   }
 
   private args(): string[] {
-    const a = ['netns', 'exec', this.net.nsTgt, path.join(REPO, 'bin', 'kvblade'), 'start']
+    // No state file: each boot of the suite starts from its own --add lines.
+    const a = ['netns', 'exec', this.net.nsTgt, path.join(REPO, 'bin', 'kvblade'), 'start', '--no-state']
     for (const e of this.exports) a.push('--add', `${e.major} ${e.minor} ${this.net.vethTgt} ${e.file}`)
     if (this.control) {
       fs.mkdirSync(this.mountDir, { recursive: true })
