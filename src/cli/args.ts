@@ -3,6 +3,8 @@ import { parseBufferCount, parseCacheMode, type CacheMode } from '../control/val
 
 export const USAGE = `Usage:
   kvblade start [--mount DIR | --no-mount] [--add "MAJOR MINOR IFACE PATH [OPTION]..."]... [--bufcnt N] [--direct] [--cache MODE]
+  kvblade status [--mount DIR]
+  kvblade monitor [SECONDS] [--count N] [--mount DIR]
   kvblade sysfs [--mount DIR] -- COMMAND [ARGS...]
   kvblade --help | --version
 
@@ -21,8 +23,16 @@ start   Run the AoE target in the foreground until SIGINT or SIGTERM.
                         on stable storage (writes completing together share one
                         fdatasync); writeback: once it is in the page cache (a
                         power cut loses what was not flushed); per target: cache=
+status  One line per target: address, link state, size, requests in flight, options,
+        backing path.
+monitor Per-target rates every SECONDS (default 1) until Ctrl-C, like iostat -x:
+        reads and writes per second, kB/s, average latency, requests in flight,
+        errors per second. --count N stops after N reports.
 sysfs   Run COMMAND in a private mount namespace in which /sys/kvblade is the control
         plane mounted at DIR, so kvblade's original kvadd/kvdel/kvstat work unchanged.
+
+status, monitor and sysfs use --mount DIR, else the one kvblade control plane mounted,
+else /mnt/kvblade.
 
 Logging: DEBUG=kvblade:* for detail; errors are printed on stderr, one line each.`
 
@@ -32,7 +42,9 @@ export type Invocation =
   | { command: 'help' }
   | { command: 'version' }
   | { command: 'start', mount: string | null, adds: string[], bufferCount?: number, direct?: boolean, cache?: CacheMode }
-  | { command: 'sysfs', mount: string, argv: string[] }
+  | { command: 'status', mount?: string }
+  | { command: 'monitor', mount?: string, seconds: number, count?: number }
+  | { command: 'sysfs', mount?: string, argv: string[] }
 
 export class UsageError extends Error {}
 
@@ -40,6 +52,21 @@ function value (argv: string[], i: number, flag: string): string {
   const v = argv[i + 1]
   if (v === undefined) throw new UsageError(`${flag} needs a value`)
   return v
+}
+
+/** Parses `--mount DIR` / `--mount=DIR` at rest[i]; the new index, or undefined if it is not --mount. */
+function mountOption (rest: string[], i: number, set: (dir: string) => void): number | undefined {
+  if (rest[i] === '--mount') set(value(rest, i, '--mount'))
+  else if (rest[i].startsWith('--mount=')) set(rest[i].slice(8))
+  else return undefined
+  return rest[i] === '--mount' ? i + 1 : i
+}
+
+function positive (text: string, what: string, integer: boolean): number {
+  const ok = integer ? /^[0-9]+$/.test(text) : /^[0-9]+(\.[0-9]+)?$/.test(text)
+  const n = Number(text)
+  if (!ok || !(n > 0)) throw new UsageError(`${what} must be a positive ${integer ? 'whole number' : 'number'}, not "${text}"`)
+  return n
 }
 
 export function parseArgs (argv: string[]): Invocation {
@@ -82,20 +109,39 @@ export function parseArgs (argv: string[]): Invocation {
     if (mount === '') throw new UsageError('--mount needs a directory')
     return { command: 'start', mount, adds, bufferCount, ...(direct === true ? { direct } : {}), ...(cache !== undefined ? { cache } : {}) }
   }
+  if (command === 'status' || command === 'monitor') {
+    if (rest.includes('--help') || rest.includes('-h')) return { command: 'help' }
+    let mount: string | undefined
+    let seconds: number | undefined
+    let count: number | undefined
+    for (let i = 0; i < rest.length; i++) {
+      const arg = rest[i]
+      const next = mountOption(rest, i, dir => { mount = dir })
+      if (next !== undefined) i = next
+      else if (command === 'monitor' && (arg === '--count' || arg.startsWith('--count='))) {
+        count = positive(arg === '--count' ? value(rest, i++, arg) : arg.slice(8), '--count', true)
+      } else if (command === 'monitor' && seconds === undefined && !arg.startsWith('-')) seconds = positive(arg, 'the interval', false)
+      else throw new UsageError(`unknown ${arg.startsWith('-') ? 'option' : 'argument'} ${arg}`)
+    }
+    if (mount === '') throw new UsageError('--mount needs a directory')
+    const where = mount !== undefined ? { mount } : {}
+    if (command === 'status') return { command, ...where }
+    return { command, ...where, seconds: seconds ?? 1, ...(count !== undefined ? { count } : {}) }
+  }
   if (command === 'sysfs') {
-    let mount = DEFAULT_MOUNT
+    let mount: string | undefined
     let i = 0
     for (; i < rest.length && rest[i] !== '--'; i++) {
       // Options end at the command: `kvblade sysfs kvadd --help` runs `kvadd --help`.
       if (rest[i] === '--help' || rest[i] === '-h') return { command: 'help' }
-      if (rest[i] === '--mount') mount = value(rest, i++, '--mount')
-      else if (rest[i].startsWith('--mount=')) mount = rest[i].slice(8)
-      else break
+      const next = mountOption(rest, i, dir => { mount = dir })
+      if (next === undefined) break
+      i = next
     }
     if (rest[i] === '--') i++
     const cmd = rest.slice(i)
     if (cmd.length === 0) throw new UsageError('sysfs needs a command to run')
-    return { command: 'sysfs', mount, argv: cmd }
+    return { command: 'sysfs', ...(mount !== undefined ? { mount } : {}), argv: cmd }
   }
   throw new UsageError(`unknown command "${command}"`)
 }

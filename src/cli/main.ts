@@ -5,6 +5,8 @@ import type { CacheMode } from '../control/values'
 import { mountControlPlane, type MountedControlPlane } from '../../fuse/mount'
 import { runWithSysfs } from '../../fuse/sysfs-namespace'
 import { parseArgs, USAGE, UsageError } from './args'
+import { findControlPlane } from './control-files'
+import { runMonitor, runStatus } from './inspect'
 
 const debug = createDebug('kvblade:cli')
 
@@ -78,8 +80,12 @@ export async function run (argv: string[]): Promise<number> {
       return 0
     case 'start':
       return await start(inv.mount, inv.adds, inv.bufferCount, inv.direct, inv.cache)
+    case 'status':
+      return await runStatus(inv.mount)
+    case 'monitor':
+      return await runMonitor(inv.mount, inv.seconds, inv.count)
     case 'sysfs':
-      return await runWithSysfs(inv.mount, inv.argv)
+      return await runWithSysfs(await findControlPlane(inv.mount), inv.argv)
   }
 }
 

@@ -39,15 +39,26 @@ t.test('valid invocations', t => {
       want: { command: 'start', mount: null, adds: ['0 0 lo /tmp/x'], bufferCount: 16 },
     },
 
-    { argv: ['sysfs', '--', 'kvstat'], want: { command: 'sysfs', mount: '/mnt/kvblade', argv: ['kvstat'] } },
-    { argv: ['sysfs', 'kvadd', '1', '2', 'eth0', '/d'], want: { command: 'sysfs', mount: '/mnt/kvblade', argv: ['kvadd', '1', '2', 'eth0', '/d'] } },
+    { argv: ['sysfs', '--', 'kvstat'], want: { command: 'sysfs', argv: ['kvstat'] } },
+    { argv: ['sysfs', 'kvadd', '1', '2', 'eth0', '/d'], want: { command: 'sysfs', argv: ['kvadd', '1', '2', 'eth0', '/d'] } },
     { argv: ['sysfs', '--mount', '/m', '--', 'sh', '-c', 'ls /sys/kvblade'], want: { command: 'sysfs', mount: '/m', argv: ['sh', '-c', 'ls /sys/kvblade'] } },
     { argv: ['sysfs', '--mount=/m', 'kvstat'], want: { command: 'sysfs', mount: '/m', argv: ['kvstat'] } },
-    { argv: ['sysfs', '--', 'grep', '--help'], want: { command: 'sysfs', mount: '/mnt/kvblade', argv: ['grep', '--help'] } },
-    { argv: ['sysfs', 'kvadd', '--help'], want: { command: 'sysfs', mount: '/mnt/kvblade', argv: ['kvadd', '--help'] } },
+    { argv: ['sysfs', '--', 'grep', '--help'], want: { command: 'sysfs', argv: ['grep', '--help'] } },
+    { argv: ['sysfs', 'kvadd', '--help'], want: { command: 'sysfs', argv: ['kvadd', '--help'] } },
     { argv: ['start', '--direct'], want: { command: 'start', mount: '/mnt/kvblade', adds: [], direct: true } },
-    { argv: ['sysfs', '--', 'cmd', '--mount', '/z'], want: { command: 'sysfs', mount: '/mnt/kvblade', argv: ['cmd', '--mount', '/z'] } },
-    { argv: ['sysfs', '--', '--', 'x'], want: { command: 'sysfs', mount: '/mnt/kvblade', argv: ['--', 'x'] } },
+    { argv: ['sysfs', '--', 'cmd', '--mount', '/z'], want: { command: 'sysfs', argv: ['cmd', '--mount', '/z'] } },
+    { argv: ['sysfs', '--', '--', 'x'], want: { command: 'sysfs', argv: ['--', 'x'] } },
+
+    { argv: ['status'], want: { command: 'status' } },
+    { argv: ['status', '--mount', '/m'], want: { command: 'status', mount: '/m' } },
+    { argv: ['status', '--mount=/m'], want: { command: 'status', mount: '/m' } },
+    { argv: ['status', '-h'], want: { command: 'help' } },
+    { argv: ['monitor'], want: { command: 'monitor', seconds: 1 } },
+    { argv: ['monitor', '2'], want: { command: 'monitor', seconds: 2 } },
+    { argv: ['monitor', '0.5', '--count', '3'], want: { command: 'monitor', seconds: 0.5, count: 3 } },
+    { argv: ['monitor', '--count=2', '1', '--mount', '/m'], want: { command: 'monitor', mount: '/m', seconds: 1, count: 2 } },
+    { argv: ['monitor', '--help'], want: { command: 'help' } },
+
   ]
   for (const c of cases) t.same(parseArgs(c.argv), c.want, c.argv.join(' ') || '(none)')
   t.end()
@@ -77,6 +88,17 @@ t.test('usage errors', t => {
     { argv: ['sysfs', '--'], message: /needs a command/ },
     { argv: ['sysfs', '--mount', '/m'], message: /needs a command/ },
     { argv: ['sysfs', '--mount'], message: /--mount needs a value/ },
+    { argv: ['status', 'extra'], message: /unknown argument extra/ },
+    { argv: ['status', '--count', '2'], message: /unknown option --count/ },
+    { argv: ['status', '--mount'], message: /--mount needs a value/ },
+    { argv: ['status', '--mount='], message: /--mount needs a directory/ },
+    { argv: ['monitor', '0'], message: /interval must be a positive number, not "0"/ },
+    { argv: ['monitor', '-1'], message: /unknown option -1/ },
+    { argv: ['monitor', 'fast'], message: /interval must be a positive number/ },
+    { argv: ['monitor', '1', '2'], message: /unknown argument 2/ },
+    { argv: ['monitor', '--count'], message: /--count needs a value/ },
+    { argv: ['monitor', '--count', '0'], message: /--count must be a positive whole number/ },
+    { argv: ['monitor', '--count', '1.5'], message: /--count must be a positive whole number/ },
   ]
   for (const c of cases) {
     let caught: unknown

@@ -9,7 +9,7 @@ import {
 import type { FileNode, Node } from '../../fuse/tree'
 import { ControlError } from '../../src/control/errors'
 import { FsError } from '../../fuse/errors'
-import { parseMountinfo } from '../../fuse/mountinfo'
+import { kvbladeMounts, parseMountinfo } from '../../fuse/mountinfo'
 import { FakeControl, DEFAULT_MODEL, DEFAULT_SERIAL } from '../helpers/fake-control'
 
 const dir = mkdtempSync(join(tmpdir(), 'kvblade-fuse-tree-'))
@@ -222,8 +222,20 @@ t.test('parseMountinfo', async t => {
     ''
   ].join('\n')
   t.same(parseMountinfo(text), [
-    { mountPoint: '/sys', fstype: 'sysfs', source: 'sysfs' },
-    { mountPoint: '/tmp/a b', fstype: 'fuse.kvblade', source: 'kvblade' },
-    { mountPoint: '/mnt', fstype: 'tmpfs', source: 'tmp\\fs' }
+    { mountPoint: '/sys', fstype: 'sysfs', source: 'sysfs', device: '0:22' },
+    { mountPoint: '/tmp/a b', fstype: 'fuse.kvblade', source: 'kvblade', device: '0:39' },
+    { mountPoint: '/mnt', fstype: 'tmpfs', source: 'tmp\\fs', device: '0:40' }
   ])
+})
+
+t.test('kvbladeMounts: one entry per control plane, bind mounts counted once', async t => {
+  const line = (id: number, dev: string, dir: string, type: string): string => `${id} 1 ${dev} / ${dir} rw - ${type} kvblade rw`
+  const cases: Array<[string, string[], string[]]> = [
+    ['none', [line(1, '0:22', '/sys', 'sysfs')], []],
+    ['one', [line(1, '0:22', '/sys', 'sysfs'), line(2, '0:50', '/mnt/kvblade', 'fuse.kvblade')], ['/mnt/kvblade']],
+    ['a bind mount of it (kvblade sysfs)', [line(2, '0:50', '/mnt/kvblade', 'fuse.kvblade'), line(3, '0:50', '/sys/kvblade', 'fuse.kvblade')], ['/mnt/kvblade']],
+    ['two daemons', [line(2, '0:50', '/mnt/kvblade', 'fuse.kvblade'), line(3, '0:51', '/srv/kv', 'fuse.kvblade')], ['/mnt/kvblade', '/srv/kv']],
+    ['another FUSE file system', [line(2, '0:52', '/mnt/sshfs', 'fuse.sshfs')], []],
+  ]
+  for (const [name, lines, want] of cases) t.same(kvbladeMounts(parseMountinfo(lines.join('\n'))), want, name)
 })
