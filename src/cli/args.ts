@@ -1,8 +1,11 @@
 /** Command-line parsing for `kvblade`: small enough that a dependency would not pay. */
+import { isIP } from 'node:net'
 import { parseBufferCount, parseCacheMode, type CacheMode } from '../control/values'
+import type { MetricsAddress } from '../metrics/server'
 
 export const USAGE = `Usage:
   kvblade start [--mount DIR | --no-mount] [--add "MAJOR MINOR IFACE PATH [OPTION]..."]... [--bufcnt N] [--direct] [--cache MODE]
+                [--metrics ADDR:PORT]
   kvblade status [--mount DIR]
   kvblade monitor [SECONDS] [--count N] [--mount DIR]
   kvblade sysfs [--mount DIR] -- COMMAND [ARGS...]
@@ -23,6 +26,8 @@ start   Run the AoE target in the foreground until SIGINT or SIGTERM.
                         on stable storage (writes completing together share one
                         fdatasync); writeback: once it is in the page cache (a
                         power cut loses what was not flushed); per target: cache=
+          --metrics ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics
+                        (no authentication: use loopback, 127.0.0.1:PORT or [::1]:PORT)
 status  One line per target: address, link state, size, requests in flight, options,
         backing path.
 monitor Per-target rates every SECONDS (default 1) until Ctrl-C, like iostat -x:
@@ -41,7 +46,7 @@ export const DEFAULT_MOUNT = '/mnt/kvblade'
 export type Invocation =
   | { command: 'help' }
   | { command: 'version' }
-  | { command: 'start', mount: string | null, adds: string[], bufferCount?: number, direct?: boolean, cache?: CacheMode }
+  | { command: 'start', mount: string | null, adds: string[], bufferCount?: number, direct?: boolean, cache?: CacheMode, metrics?: MetricsAddress }
   | { command: 'status', mount?: string }
   | { command: 'monitor', mount?: string, seconds: number, count?: number }
   | { command: 'sysfs', mount?: string, argv: string[] }
@@ -52,6 +57,24 @@ function value (argv: string[], i: number, flag: string): string {
   const v = argv[i + 1]
   if (v === undefined) throw new UsageError(`${flag} needs a value`)
   return v
+}
+
+/**
+ * `ADDR:PORT` for --metrics: an IPv4 address, or an IPv6 one in brackets, and a port
+ * 1-65535. Host names are refused: the daemon should not depend on a resolver to start.
+ */
+export function parseMetricsAddress (text: string): MetricsAddress {
+  const m = /^(?:\[([^\]]*)\]|([^:[\]]*)):([^:]*)$/.exec(text)
+  if (m === null) throw new UsageError(`--metrics takes ADDR:PORT (e.g. 127.0.0.1:9728 or [::1]:9728), not "${text}"`)
+  const host = m[1] ?? m[2]
+  const port = m[3]
+  if (m[1] !== undefined ? isIP(host) !== 6 : isIP(host) !== 4) {
+    throw new UsageError(`--metrics: "${host}" is not an IPv4 address or a bracketed IPv6 address`)
+  }
+  if (!/^[0-9]{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) {
+    throw new UsageError(`--metrics: the port must be 1-65535, not "${port}"`)
+  }
+  return { host, port: Number(port) }
 }
 
 /** Parses `--mount DIR` / `--mount=DIR` at rest[i]; the new index, or undefined if it is not --mount. */
@@ -81,6 +104,7 @@ export function parseArgs (argv: string[]): Invocation {
     let bufferCount: number | undefined
     let direct: boolean | undefined
     let cache: CacheMode | undefined
+    let metrics: MetricsAddress | undefined
     for (let i = 0; i < rest.length; i++) {
       const arg = rest[i]
       if (arg === '--mount') mount = value(rest, i++, arg)
@@ -95,7 +119,9 @@ export function parseArgs (argv: string[]): Invocation {
           throw new UsageError(`--cache: ${(err as Error).message}`)
         }
       }
-      else if (arg === '--add') adds.push(value(rest, i++, arg))
+      else if (arg === '--metrics' || arg.startsWith('--metrics=')) {
+        metrics = parseMetricsAddress(arg === '--metrics' ? value(rest, i++, arg) : arg.slice(10))
+      } else if (arg === '--add') adds.push(value(rest, i++, arg))
       else if (arg.startsWith('--add=')) adds.push(arg.slice(6))
       else if (arg === '--bufcnt' || arg.startsWith('--bufcnt=')) {
         const text = arg === '--bufcnt' ? value(rest, i++, arg) : arg.slice(9)
@@ -107,7 +133,7 @@ export function parseArgs (argv: string[]): Invocation {
       } else throw new UsageError(`unknown option ${arg}`)
     }
     if (mount === '') throw new UsageError('--mount needs a directory')
-    return { command: 'start', mount, adds, bufferCount, ...(direct === true ? { direct } : {}), ...(cache !== undefined ? { cache } : {}) }
+    return { command: 'start', mount, adds, bufferCount, ...(direct === true ? { direct } : {}), ...(cache !== undefined ? { cache } : {}), ...(metrics !== undefined ? { metrics } : {}) }
   }
   if (command === 'status' || command === 'monitor') {
     if (rest.includes('--help') || rest.includes('-h')) return { command: 'help' }

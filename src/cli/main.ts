@@ -4,6 +4,7 @@ import { parseAddCommand } from '../control/command'
 import type { CacheMode } from '../control/values'
 import { mountControlPlane, type MountedControlPlane } from '../../fuse/mount'
 import { runWithSysfs } from '../../fuse/sysfs-namespace'
+import type { MetricsAddress, MetricsServer } from '../metrics/server'
 import { parseArgs, USAGE, UsageError } from './args'
 import { findControlPlane } from './control-files'
 import { runMonitor, runStatus } from './inspect'
@@ -20,9 +21,10 @@ function version (): string {
   return (require('../../../package.json') as { version: string }).version
 }
 
-async function start (mount: string | null, adds: string[], bufferCount?: number, direct?: boolean, cache?: CacheMode): Promise<number> {
+async function start (mount: string | null, adds: string[], bufferCount?: number, direct?: boolean, cache?: CacheMode, metrics?: MetricsAddress): Promise<number> {
   const engine = new Engine({ bufferCount, direct, cache, warn: msg => printError(`warning: ${msg}`) })
   let controlPlane: MountedControlPlane | null = null
+  let metricsServer: MetricsServer | null = null
   let stopping = false
 
   const stop = async (signal: string): Promise<void> => {
@@ -34,6 +36,7 @@ async function start (mount: string | null, adds: string[], bufferCount?: number
     } catch (err) {
       printError(`cannot unmount ${mount}: ${(err as Error).message}`)
     }
+    await metricsServer?.close()
     await engine.close()
     process.exit(0)
   }
@@ -48,15 +51,34 @@ async function start (mount: string | null, adds: string[], bufferCount?: number
         throw new Error(`cannot add "${line}": ${(err as Error).message}`)
       }
     }
+    // Before the control plane: once it is mounted (what the service waits for), all is up.
+    if (metrics !== undefined) metricsServer = await serveMetrics(engine, metrics)
     if (mount !== null) controlPlane = await mountControlPlane(engine, mount, printError)
   } catch (err) {
     printError((err as Error).message)
+    await metricsServer?.close()
     await engine.close()
     return 1
   }
   debug('serving %d targets%s', adds.length, mount !== null ? `, control plane at ${mount}` : '')
   // The sockets and the FUSE session keep the process alive until a signal arrives.
   return await new Promise<number>(() => {})
+}
+
+async function serveMetrics (engine: Engine, address: MetricsAddress): Promise<MetricsServer> {
+  // Loaded only here: status, monitor and sysfs have no use for prom-client.
+  const { startMetricsServer, formatMetricsAddress } = await import('../metrics/server')
+  try {
+    const server = await startMetricsServer(engine, address)
+    debug('metrics at http://%s/metrics', formatMetricsAddress(server.address))
+    return server
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    const why = e.code === 'EADDRINUSE' ? 'the address is in use'
+      : e.code === 'EADDRNOTAVAIL' ? 'no interface has that address'
+        : e.code === 'EACCES' ? 'permission denied' : e.message
+    throw new Error(`cannot serve metrics on ${formatMetricsAddress(address)}: ${why}${e.code !== undefined ? ` (${e.code})` : ''}`)
+  }
 }
 
 export async function run (argv: string[]): Promise<number> {
@@ -79,7 +101,7 @@ export async function run (argv: string[]): Promise<number> {
       process.stdout.write(`kvblade ${version()}\n`)
       return 0
     case 'start':
-      return await start(inv.mount, inv.adds, inv.bufferCount, inv.direct, inv.cache)
+      return await start(inv.mount, inv.adds, inv.bufferCount, inv.direct, inv.cache, inv.metrics)
     case 'status':
       return await runStatus(inv.mount)
     case 'monitor':

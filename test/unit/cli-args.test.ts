@@ -59,6 +59,10 @@ t.test('valid invocations', t => {
     { argv: ['monitor', '--count=2', '1', '--mount', '/m'], want: { command: 'monitor', mount: '/m', seconds: 1, count: 2 } },
     { argv: ['monitor', '--help'], want: { command: 'help' } },
 
+    { argv: ['start', '--metrics', '127.0.0.1:9728'], want: { command: 'start', mount: '/mnt/kvblade', adds: [], bufferCount: undefined, metrics: { host: '127.0.0.1', port: 9728 } } },
+    { argv: ['start', '--metrics=[::1]:1'], want: { command: 'start', mount: '/mnt/kvblade', adds: [], bufferCount: undefined, metrics: { host: '::1', port: 1 } } },
+    { argv: ['start', '--metrics', '0.0.0.0:65535'], want: { command: 'start', mount: '/mnt/kvblade', adds: [], bufferCount: undefined, metrics: { host: '0.0.0.0', port: 65535 } } },
+    { argv: ['start', '--metrics', '[fe80::1%eth0]:9728'], want: { command: 'start', mount: '/mnt/kvblade', adds: [], bufferCount: undefined, metrics: { host: 'fe80::1%eth0', port: 9728 } } },
   ]
   for (const c of cases) t.same(parseArgs(c.argv), c.want, c.argv.join(' ') || '(none)')
   t.end()
@@ -99,6 +103,18 @@ t.test('usage errors', t => {
     { argv: ['monitor', '--count'], message: /--count needs a value/ },
     { argv: ['monitor', '--count', '0'], message: /--count must be a positive whole number/ },
     { argv: ['monitor', '--count', '1.5'], message: /--count must be a positive whole number/ },
+    { argv: ['start', '--metrics'], message: /--metrics needs a value/ },
+    { argv: ['start', '--metrics', '9728'], message: /--metrics takes ADDR:PORT/ },
+    { argv: ['start', '--metrics', '127.0.0.1'], message: /--metrics takes ADDR:PORT/ },
+    { argv: ['start', '--metrics', 'localhost:9728'], message: /"localhost" is not an IPv4 address or a bracketed IPv6 address/ },
+    { argv: ['start', '--metrics', ':9728'], message: /"" is not an IPv4 address/ },
+    { argv: ['start', '--metrics', '::1:9728'], message: /--metrics takes ADDR:PORT/ },
+    { argv: ['start', '--metrics', '[127.0.0.1]:9728'], message: /not an IPv4 address or a bracketed IPv6/ },
+    { argv: ['start', '--metrics', '256.0.0.1:9728'], message: /not an IPv4 address/ },
+    { argv: ['start', '--metrics', '127.0.0.1:0'], message: /port must be 1-65535, not "0"/ },
+    { argv: ['start', '--metrics', '127.0.0.1:65536'], message: /port must be 1-65535/ },
+    { argv: ['start', '--metrics', '127.0.0.1:http'], message: /port must be 1-65535/ },
+    { argv: ['start', '--metrics', '127.0.0.1:'], message: /port must be 1-65535, not ""/ },
   ]
   for (const c of cases) {
     let caught: unknown
