@@ -7,7 +7,16 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { findControlPlane, readControlPlane } from './control-files'
 import { computeRates, formatMonitorReport, formatStatus } from './status'
 
+/** `kvblade monitor | head` closes the pipe: that is the reader's way of saying stop. */
+function endQuietlyOnEpipe (out: NodeJS.WritableStream): void {
+  out.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0)
+    throw err
+  })
+}
+
 export async function runStatus (mount: string | undefined, out: NodeJS.WritableStream = process.stdout): Promise<number> {
+  endQuietlyOnEpipe(out)
   const view = await readControlPlane(await findControlPlane(mount))
   out.write(formatStatus(view))
   return 0
@@ -19,6 +28,7 @@ export async function runStatus (mount: string | undefined, out: NodeJS.Writable
  * plane and is written once the first reading is taken.
  */
 export async function runMonitor (mount: string | undefined, seconds: number, count?: number, out: NodeJS.WritableStream = process.stdout): Promise<number> {
+  endQuietlyOnEpipe(out)
   const dir = await findControlPlane(mount)
   let prev = await readControlPlane(dir)
   out.write(`kvblade monitor: ${dir} every ${seconds} s\n`)
