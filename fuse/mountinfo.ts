@@ -6,6 +6,8 @@ export interface MountEntry {
   /** e.g. 'fuse.kvblade', 'tmpfs', 'sysfs'. */
   fstype: string
   source: string
+  /** `MAJOR:MINOR` of the file system: bind mounts of one file system share it. */
+  device: string
 }
 
 /** mountinfo escapes space, tab, newline and backslash as \ooo. */
@@ -20,7 +22,7 @@ export function parseMountinfo (text: string): MountEntry[] {
     const fields = line.split(' ')
     const sep = fields.indexOf('-', 6)
     if (sep < 0 || fields.length < sep + 3) continue
-    out.push({ mountPoint: unescape(fields[4]), fstype: fields[sep + 1], source: unescape(fields[sep + 2]) })
+    out.push({ mountPoint: unescape(fields[4]), fstype: fields[sep + 1], source: unescape(fields[sep + 2]), device: fields[2] })
   }
   return out
 }
@@ -42,4 +44,19 @@ export const FSNAME = 'kvblade'
 
 export function isKvbladeMount (m: MountEntry | undefined): boolean {
   return m !== undefined && m.fstype === FSTYPE
+}
+
+/**
+ * The kvblade control planes mounted, one mount point each: bind mounts of the same one
+ * (as `kvblade sysfs` makes at /sys/kvblade) count once, by its first mount point.
+ */
+export function kvbladeMounts (all: MountEntry[]): string[] {
+  const seen = new Set<string>()
+  const dirs: string[] = []
+  for (const m of all) {
+    if (!isKvbladeMount(m) || seen.has(m.device)) continue
+    seen.add(m.device)
+    dirs.push(m.mountPoint)
+  }
+  return dirs
 }

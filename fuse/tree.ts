@@ -6,14 +6,16 @@
  *   /add /del /readd /announce          write-only (0200): one command per write(2)
  *   /reload                             read-write: a write applies the exports file again; a read tells how the last went
  *   /stat                               read-only: one line per interface
+ *   /interfaces                         read-only: each interface's link state and MTU
  *   /MAJOR.MINOR@IFACE/                 one directory per target
  *       scnt bdev bpath busy mtu stat   read-only (0444)
  *       ro offset length faults state   read-only (0444)
+ *       shared direct latency           read-only (0444)
  *       model sn                        read-write (0644): what IDENTIFY returns
  *       acl cache bufcnt                read-write (0644): who sees it, how writes are acknowledged, its buffer count
  */
 import { resolve } from 'node:path'
-import type { Control, InterfaceStats, TargetInfo, TargetStats } from '../src/control/control'
+import type { Control, InterfaceStats, LatencyHistogram, TargetInfo, TargetStats } from '../src/control/control'
 import { parseAddCommand, parseDelCommand, targetName } from '../src/control/command'
 import { MODEL_MAX, SERIAL_MAX, formatAcl, parseAcl, parseBufferCount, parseCacheMode, parseIdentity } from '../src/control/values'
 import type { TargetAddress } from '../src/control/command'
@@ -49,16 +51,16 @@ export interface FileNode {
 export type Node = DirNode | FileNode
 
 /** The control files at the top, in listing order. */
-export const ROOT_FILES = ['add', 'announce', 'del', 'readd', 'reload', 'stat'] as const
+export const ROOT_FILES = ['add', 'announce', 'del', 'interfaces', 'readd', 'reload', 'stat'] as const
 /** The attribute files of a target directory, in listing order. */
-export const TARGET_FILES = ['acl', 'bdev', 'bpath', 'bufcnt', 'busy', 'cache', 'faults', 'length', 'model', 'mtu', 'offset', 'ro', 'scnt', 'sn', 'stat', 'state'] as const
+export const TARGET_FILES = ['acl', 'bdev', 'bpath', 'bufcnt', 'busy', 'cache', 'direct', 'faults', 'latency', 'length', 'model', 'mtu', 'offset', 'ro', 'scnt', 'shared', 'sn', 'stat', 'state'] as const
 
 /** Field order of a target's `stat` line; the same order as TargetStats. */
 export const TARGET_STAT_FIELDS: ReadonlyArray<keyof TargetStats> =
   ['reads', 'readSectors', 'writes', 'writeSectors', 'flushes', 'errors', 'inFlight', 'frames', 'syncs', 'syncedWrites']
 
 /** Field order of the top-level `stat` lines, after the interface name. */
-export const INTERFACE_STAT_FIELDS: ReadonlyArray<Exclude<keyof InterfaceStats, 'ifname' | 'link'>> =
+export const INTERFACE_STAT_FIELDS: ReadonlyArray<Exclude<keyof InterfaceStats, 'ifname' | 'link' | 'mtu'>> =
   ['framesIn', 'framesOut', 'kernelDrops', 'ignored', 'malformed', 'sendErrors']
 
 function num (n: number): string {
@@ -73,6 +75,22 @@ export function formatTargetStat (s: TargetStats): string {
 /** The top-level `stat`: `IFACE framesIn framesOut kernelDrops ignored malformed sendErrors`, one line each. */
 export function formatInterfaceStats (list: InterfaceStats[]): string {
   return list.map(i => [i.ifname, ...INTERFACE_STAT_FIELDS.map(f => num(i[f]))].join(' ') + '\n').join('')
+}
+
+/** The top-level `interfaces`: `IFACE STATE MTU`, one line each (STATE up, down or gone). */
+export function formatInterfaces (list: InterfaceStats[]): string {
+  return list.map(i => `${i.ifname} ${i.link} ${num(i.mtu)}\n`).join('')
+}
+
+/**
+ * A target's `latency`: `COUNT SUM_SECONDS`, then one `BOUND CUMULATIVE_COUNT` line per
+ * bucket (the last bound is +Inf), as a Prometheus histogram has them. Nanosecond digits,
+ * so an average over a short interval does not round to zero.
+ */
+export function formatLatency (h: LatencyHistogram): string {
+  const sum = Number.isFinite(h.sum) ? h.sum.toFixed(9) : '0'
+  const buckets = h.bounds.map((b, i) => `${b === Infinity ? '+Inf' : String(b)} ${num(h.counts[i] ?? 0)}\n`)
+  return `${num(h.count)} ${sum}\n` + buckets.join('')
 }
 
 const TARGET_DIR = /^(0|[1-9][0-9]{0,4})\.(0|[1-9][0-9]{0,2})@([^/]+)$/
@@ -186,6 +204,7 @@ export class ControlTree {
           if (!r.ok) throw new ControlError('EINVAL', r.summary)
         }
       }
+      case 'interfaces': return this.readOnly(() => formatInterfaces(this.control.interfaces()))
     }
     const addr = this.findTarget(name)
     if (addr === undefined) return undefined
@@ -252,6 +271,9 @@ export class ControlTree {
       }
       case 'ro': return field(i => i.readOnly ? '1' : '0')
       case 'state': return field(i => i.state === 'waiting' ? `waiting: ${i.waiting ?? ''}` : 'serving')
+      case 'shared': return field(i => i.shared ? '1' : '0')
+      case 'direct': return field(i => i.direct ? '1' : '0')
+      case 'latency': return this.readOnly(() => formatLatency(this.info(addr).latency))
       case 'offset': return field(i => num(i.offset))
       case 'length': return field(i => num(i.length))
       case 'faults': return this.readOnly(() => Object.entries(this.info(addr).faults).map(([kind, n]) => `${kind} ${n}\n`).join(''))

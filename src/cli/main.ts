@@ -8,7 +8,10 @@ import { ControlError } from '../control/errors'
 import type { CacheMode } from '../control/values'
 import { mountControlPlane, type MountedControlPlane } from '../../fuse/mount'
 import { runWithSysfs } from '../../fuse/sysfs-namespace'
+import type { MetricsAddress, MetricsServer } from '../metrics/server'
 import { parseArgs, USAGE, UsageError } from './args'
+import { findControlPlane } from './control-files'
+import { runMonitor, runStatus } from './inspect'
 
 const debug = createDebug('kvblade:cli')
 
@@ -29,6 +32,7 @@ interface StartOptions {
   direct?: boolean
   cache?: CacheMode
   config?: string
+  metrics?: MetricsAddress
   /** The state file; null: none. */
   state: string | null
 }
@@ -54,6 +58,7 @@ async function start (o: StartOptions): Promise<number> {
     log: msg => printError(msg),
   })
   let controlPlane: MountedControlPlane | null = null
+  let metricsServer: MetricsServer | null = null
   let stopping = false
 
   // SIGTERM/SIGINT: no more control commands, then no more requests; those in flight
@@ -67,6 +72,7 @@ async function start (o: StartOptions): Promise<number> {
     } catch (err) {
       printError(`cannot unmount ${o.mount}: ${(err as Error).message}`)
     }
+    await metricsServer?.close()
     await engine.close()
     process.exit(0)
   }
@@ -100,9 +106,12 @@ async function start (o: StartOptions): Promise<number> {
       const r = await engine.reload()
       if (!r.ok) throw new Error(`the exports file: ${r.summary}`)
     }
+    // Before the control plane: once it is mounted (what the service waits for), all is up.
+    if (o.metrics !== undefined) metricsServer = await serveMetrics(engine, o.metrics)
     if (o.mount !== null) controlPlane = await mountControlPlane(engine, o.mount, printError)
   } catch (err) {
     printError((err as Error).message)
+    await metricsServer?.close()
     await engine.close()
     return 1
   }
@@ -131,6 +140,22 @@ async function reload (mount: string): Promise<number> {
   return failed ? 1 : 0
 }
 
+async function serveMetrics (engine: Engine, address: MetricsAddress): Promise<MetricsServer> {
+  // Loaded only here: status, monitor and sysfs have no use for prom-client.
+  const { startMetricsServer, formatMetricsAddress } = await import('../metrics/server')
+  try {
+    const server = await startMetricsServer(engine, address)
+    debug('metrics at http://%s/metrics', formatMetricsAddress(server.address))
+    return server
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    const why = e.code === 'EADDRINUSE' ? 'the address is in use'
+      : e.code === 'EADDRNOTAVAIL' ? 'no interface has that address'
+        : e.code === 'EACCES' ? 'permission denied' : e.message
+    throw new Error(`cannot serve metrics on ${formatMetricsAddress(address)}: ${why}${e.code !== undefined ? ` (${e.code})` : ''}`)
+  }
+}
+
 export async function run (argv: string[]): Promise<number> {
   let inv
   try {
@@ -153,9 +178,13 @@ export async function run (argv: string[]): Promise<number> {
     case 'start':
       return await start({ ...inv, state: inv.state === undefined ? DEFAULT_STATE_FILE : inv.state })
     case 'reload':
-      return await reload(inv.mount)
+      return await reload(await findControlPlane(inv.mount))
+    case 'status':
+      return await runStatus(inv.mount)
+    case 'monitor':
+      return await runMonitor(inv.mount, inv.seconds, inv.count)
     case 'sysfs':
-      return await runWithSysfs(inv.mount, inv.argv)
+      return await runWithSysfs(await findControlPlane(inv.mount), inv.argv)
   }
 }
 

@@ -75,6 +75,8 @@ export interface InterfaceStats {
   ifname: string
   /** up, down (present but down or without carrier), or gone (no such interface now). */
   link: 'up' | 'down' | 'gone'
+  /** The interface's MTU now (the last one known when it is gone). */
+  mtu: number
   framesIn: number
   framesOut: number
   /** Frames the kernel dropped because the socket buffer was full. */

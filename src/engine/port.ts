@@ -99,6 +99,7 @@ export class Port {
     return {
       ifname: this.ifname,
       link: !link.present ? 'gone' : link.up ? 'up' : 'down',
+      mtu: link.mtu,
       framesIn: c.framesIn,
       framesOut: c.framesOut,
       kernelDrops: c.kernelDrops,

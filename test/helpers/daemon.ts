@@ -28,7 +28,12 @@ export class Daemon {
    */
   static spawn (args: string[], env: NodeJS.ProcessEnv = {}): Daemon {
     if (args[0] === 'start' && !args.some(a => a === '--no-state' || a === '--state' || a.startsWith('--state='))) args = [...args, '--no-state']
-    const child = spawn(process.execPath, [KVBLADE, ...args], {
+    return Daemon.spawnCommand(process.execPath, [KVBLADE, ...args], env)
+  }
+
+  /** Another way of running it (an installed copy, under setpriv...): `file ARGS`, which must exec kvblade. */
+  static spawnCommand (file: string, args: string[], env: NodeJS.ProcessEnv = {}): Daemon {
+    const child = spawn(file, args, {
       env: { ...process.env, DEBUG: 'kvblade:*', DEBUG_COLORS: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
@@ -38,6 +43,13 @@ export class Daemon {
   /** Starts `kvblade start ARGS` and waits until it serves (or fails). */
   static async start (args: string[], env: NodeJS.ProcessEnv = {}): Promise<Daemon> {
     const d = Daemon.spawn(['start', ...args], env)
+    await d.waitFor(/serving \d+ targets/, 20_000)
+    return d
+  }
+
+  /** Like start(), for spawnCommand(): `args` include the `start` command. */
+  static async startCommand (file: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Daemon> {
+    const d = Daemon.spawnCommand(file, args, env)
     await d.waitFor(/serving \d+ targets/, 20_000)
     return d
   }

@@ -32,7 +32,7 @@ export class FakeControl implements Control {
 
   constructor (ifnames: string[] = ['eth0', 'lo'], readonly mtu = 1500) {
     for (const ifname of ifnames) {
-      this.ifaces.set(ifname, { ifname, link: 'up', framesIn: 0, framesOut: 0, kernelDrops: 0, ignored: 0, malformed: 0, sendErrors: 0 })
+      this.ifaces.set(ifname, { ifname, link: 'up', mtu, framesIn: 0, framesOut: 0, kernelDrops: 0, ignored: 0, malformed: 0, sendErrors: 0 })
     }
   }
 

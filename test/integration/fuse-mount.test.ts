@@ -46,10 +46,11 @@ if (reason !== undefined) {
     t.ok(isMountPoint(mnt), 'listed in mountinfo')
     const ls = await sh('cd "$1" && ls -A', [mnt])
     t.equal(ls.code, 0)
-    t.equal(ls.stdout, 'add\nannounce\ndel\nreadd\nreload\nstat\n')
+    t.equal(ls.stdout, 'add\nannounce\ndel\ninterfaces\nreadd\nreload\nstat\n')
     const modes = await sh('cd "$1" && stat -c "%n %a %s" *', [mnt])
-    t.equal(modes.stdout, 'add 200 0\nannounce 200 0\ndel 200 0\nreadd 200 0\nreload 644 16\nstat 444 32\n')
+    t.equal(modes.stdout, 'add 200 0\nannounce 200 0\ndel 200 0\ninterfaces 444 24\nreadd 200 0\nreload 644 16\nstat 444 32\n')
     t.equal(await readFile(p('stat'), 'utf8'), 'eth0 0 0 0 0 0 0\nlo 0 0 0 0 0 0\n')
+    t.equal(await readFile(p('interfaces'), 'utf8'), 'eth0 up 1500\nlo up 1500\n')
   })
 
   t.test('add with echo from /bin/sh: the target appears at once', async t => {
@@ -57,7 +58,7 @@ if (reason !== undefined) {
     t.equal(r.code, 0, r.stderr)
     t.same((await readdir(mnt)).filter(n => n.includes('@')), ['9.0@eth0'])
     const ls = await sh('ls "$1/9.0@eth0"', [mnt])
-    t.equal(ls.stdout, 'acl\nbdev\nbpath\nbufcnt\nbusy\ncache\nfaults\nlength\nmodel\nmtu\noffset\nro\nscnt\nsn\nstat\nstate\n')
+    t.equal(ls.stdout, 'acl\nbdev\nbpath\nbufcnt\nbusy\ncache\ndirect\nfaults\nlatency\nlength\nmodel\nmtu\noffset\nro\nscnt\nshared\nsn\nstat\nstate\n')
     t.ok((await stat(p('9.0@eth0'))).isDirectory())
   })
 
@@ -79,7 +80,7 @@ if (reason !== undefined) {
       t.equal((await stat(p('9.0@eth0', name))).size, Buffer.byteLength(value), `size of ${name}`)
     }
     const modes = await sh('cd "$1/9.0@eth0" && stat -c "%n %a" *', [mnt])
-    t.equal(modes.stdout, 'acl 644\nbdev 444\nbpath 444\nbufcnt 644\nbusy 444\ncache 644\nfaults 444\nlength 444\nmodel 644\nmtu 444\noffset 444\nro 444\nscnt 444\nsn 644\nstat 444\nstate 444\n')
+    t.equal(modes.stdout, 'acl 644\nbdev 444\nbpath 444\nbufcnt 644\nbusy 444\ncache 644\ndirect 444\nfaults 444\nlatency 444\nlength 444\nmodel 644\nmtu 444\noffset 444\nro 444\nscnt 444\nshared 444\nsn 644\nstat 444\nstate 444\n')
     // Values are always fresh, sizes too (no attribute caching).
     fake.list()[0].busy = 123456
     t.equal((await stat(p('9.0@eth0', 'busy'))).size, 7)

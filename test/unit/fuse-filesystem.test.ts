@@ -60,7 +60,7 @@ t.test('getattr and readdir', async t => {
   t.equal(st.mode, 0o100444)
   t.equal(st.size, 'eth0 0 0 0 0 0 0\n'.length, 'exact size of the content')
   t.same(await call(ops.getattr, '/nope'), [E('ENOENT')])
-  t.same(await call(ops.readdir, '/'), [0, ['.', '..', 'add', 'announce', 'del', 'readd', 'reload', 'stat']])
+  t.same(await call(ops.readdir, '/'), [0, ['.', '..', 'add', 'announce', 'del', 'interfaces', 'readd', 'reload', 'stat']])
   t.same(await call(ops.readdir, '/add'), [E('ENOTDIR')])
   t.same(await call(ops.readdir, '/nope'), [E('ENOENT')])
 })

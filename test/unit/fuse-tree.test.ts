@@ -3,13 +3,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
-  ControlTree, decodeWrite, formatInterfaceStats, formatTargetStat, parseIdentityValue,
+  ControlTree, decodeWrite, formatInterfaces, formatInterfaceStats, formatLatency, formatTargetStat, parseIdentityValue,
   parseTargetName, ROOT_FILES, TARGET_FILES
 } from '../../fuse/tree'
 import type { FileNode, Node } from '../../fuse/tree'
 import { ControlError } from '../../src/control/errors'
 import { FsError } from '../../fuse/errors'
-import { parseMountinfo } from '../../fuse/mountinfo'
+import { kvbladeMounts, parseMountinfo } from '../../fuse/mountinfo'
 import { FakeControl, DEFAULT_MODEL, DEFAULT_SERIAL } from '../helpers/fake-control'
 
 const dir = mkdtempSync(join(tmpdir(), 'kvblade-fuse-tree-'))
@@ -48,10 +48,24 @@ t.test('formats', async t => {
   t.equal(formatTargetStat({ reads: 1, readSectors: 22, writes: 333, writeSectors: 4444, flushes: 5, errors: 0, inFlight: 7, frames: 123456789, syncs: 8, syncedWrites: 99 }),
     '       1       22      333     4444        5        0        7 123456789        8       99\n')
   t.equal(formatInterfaceStats([
-    { ifname: 'eth0', link: 'up', framesIn: 1, framesOut: 2, kernelDrops: 3, ignored: 4, malformed: 5, sendErrors: 6 },
-    { ifname: 'lo', link: 'down', framesIn: 0, framesOut: 0, kernelDrops: 0, ignored: 0, malformed: 0, sendErrors: 0 }
+    { ifname: 'eth0', link: 'up', mtu: 1500, framesIn: 1, framesOut: 2, kernelDrops: 3, ignored: 4, malformed: 5, sendErrors: 6 },
+    { ifname: 'lo', link: 'down', mtu: 65536, framesIn: 0, framesOut: 0, kernelDrops: 0, ignored: 0, malformed: 0, sendErrors: 0 }
   ]), 'eth0 1 2 3 4 5 6\nlo 0 0 0 0 0 0\n')
   t.equal(formatInterfaceStats([]), '')
+  const counters = { framesIn: 0, framesOut: 0, kernelDrops: 0, ignored: 0, malformed: 0, sendErrors: 0 }
+  t.equal(formatInterfaces([
+    { ifname: 'eth0', link: 'up', mtu: 1500, ...counters },
+    { ifname: 'veth1', link: 'down', mtu: 9000, ...counters },
+    { ifname: 'usb0', link: 'gone', mtu: 1500, ...counters },
+  ]), 'eth0 up 1500\nveth1 down 9000\nusb0 gone 1500\n')
+  t.equal(formatInterfaces([]), '')
+  const cases: Array<[string, Parameters<typeof formatLatency>[0], string]> = [
+    ['empty', { bounds: [0.001, Infinity], counts: [0, 0], sum: 0, count: 0 }, '0 0.000000000\n0.001 0\n+Inf 0\n'],
+    ['cumulative counts as they are', { bounds: [0.00005, 0.0025, Infinity], counts: [3, 7, 9], sum: 0.0123456789, count: 9 },
+      '9 0.012345679\n0.00005 3\n0.0025 7\n+Inf 9\n'],
+    ['a sum that is not a number', { bounds: [Infinity], counts: [1], sum: NaN, count: 1 }, '1 0\n+Inf 1\n'],
+  ]
+  for (const [name, h, want] of cases) t.equal(formatLatency(h), want, `latency: ${name}`)
 })
 
 t.test('decodeWrite and identity values', async t => {
@@ -83,6 +97,10 @@ t.test('lookup, listing and contents', async t => {
   for (const name of ['add', 'del', 'readd', 'announce']) t.equal(file(tree.lookup('/' + name)).access, 'wo', name)
   t.equal(file(tree.lookup('/stat')).access, 'ro')
   t.equal(file(tree.lookup('/stat')).render(), 'eth0 0 0 0 0 0 0\nlo 0 0 0 0 0 0\n')
+  t.equal(file(tree.lookup('/interfaces')).access, 'ro')
+  t.equal(file(tree.lookup('/interfaces')).render(), 'eth0 up 9000\nlo up 9000\n')
+  fake.ifaces.get('lo')!.link = 'down'
+  t.equal(file(tree.lookup('/interfaces')).render(), 'eth0 up 9000\nlo down 9000\n', 'link state is live')
   for (const p of ['/nope', '/9.0@eth0', '/add/x', '//add', '/9.0@eth0/scnt', '/stat/']) t.equal(tree.lookup(p), undefined, p)
 
   await file(tree.lookup('/add')).write(Buffer.from(`9 0 eth0 ${img}\n`))
@@ -100,7 +118,10 @@ t.test('lookup, listing and contents', async t => {
   t.equal(read('model'), DEFAULT_MODEL + '\n')
   t.equal(read('sn'), DEFAULT_SERIAL + '\n')
   t.equal(read('stat'), '       0        0        0        0        0        0        0        0        0        0\n')
-  for (const name of ['scnt', 'bdev', 'bpath', 'busy', 'mtu', 'stat']) t.equal(file(tree.lookup('/9.0@eth0/' + name)).access, 'ro', name)
+  t.equal(read('shared'), '0\n')
+  t.equal(read('direct'), '0\n')
+  t.equal(read('latency'), '0 0.000000000\n0.001 0\n+Inf 0\n')
+  for (const name of ['scnt', 'bdev', 'bpath', 'busy', 'mtu', 'stat', 'shared', 'direct', 'latency']) t.equal(file(tree.lookup('/9.0@eth0/' + name)).access, 'ro', name)
   for (const name of ['model', 'sn']) t.equal(file(tree.lookup('/9.0@eth0/' + name)).access, 'rw', name)
   t.equal(tree.lookup('/9.0@eth0/nope'), undefined)
   t.equal(tree.lookup('/09.0@eth0/scnt'), undefined, 'non-canonical spelling')
@@ -113,6 +134,8 @@ t.test('lookup, listing and contents', async t => {
   }
   t.equal(read('busy'), '3\n')
   t.match(read('stat'), /^ {6}42 {8}0 /)
+  info!.latency = { bounds: [0.001, Infinity], counts: [4, 5], sum: 0.0035, count: 5 }
+  t.equal(read('latency'), '5 0.003500000\n0.001 4\n+Inf 5\n')
 
   await file(tree.lookup('/9.0@eth0/model')).write(Buffer.from('Model X\n'))
   t.equal(read('model'), 'Model X\n')
@@ -131,6 +154,17 @@ t.test('lookup, listing and contents', async t => {
   t.equal(await errnoOf(staleModel.write(Buffer.from('x\n'))), 'ENOENT')
   t.same(root.entries(), [...ROOT_FILES])
   t.match(logs, [/^add 9 0 eth0 .*: added 9\.0@eth0$/, /model set/, /serial number set/, /^del 9 0 eth0: removed 9\.0@eth0$/])
+})
+
+t.test('shared, direct and ro show the options of the add line', async t => {
+  const fake = new FakeControl(['eth0'])
+  const tree = new ControlTree(fake)
+  await file(tree.lookup('/add')).write(Buffer.from(`9 1 eth0 ${img} ro shared direct\n`))
+  await file(tree.lookup('/add')).write(Buffer.from(`9 2 eth0 ${img} direct\n`))
+  const read = (name: string): string => file(tree.lookup(name)).render()
+  t.same(['ro', 'shared', 'direct'].map(f => read(`/9.1@eth0/${f}`)), ['1\n', '1\n', '1\n'])
+  t.same(['ro', 'shared', 'direct'].map(f => read(`/9.2@eth0/${f}`)), ['0\n', '0\n', '1\n'])
+  t.equal(await errnoOf(file(tree.lookup('/9.1@eth0/shared')).write(Buffer.from('0\n'))), 'EACCES', 'read-only')
 })
 
 t.test('command errors carry kvblade errnos', async t => {
@@ -188,8 +222,20 @@ t.test('parseMountinfo', async t => {
     ''
   ].join('\n')
   t.same(parseMountinfo(text), [
-    { mountPoint: '/sys', fstype: 'sysfs', source: 'sysfs' },
-    { mountPoint: '/tmp/a b', fstype: 'fuse.kvblade', source: 'kvblade' },
-    { mountPoint: '/mnt', fstype: 'tmpfs', source: 'tmp\\fs' }
+    { mountPoint: '/sys', fstype: 'sysfs', source: 'sysfs', device: '0:22' },
+    { mountPoint: '/tmp/a b', fstype: 'fuse.kvblade', source: 'kvblade', device: '0:39' },
+    { mountPoint: '/mnt', fstype: 'tmpfs', source: 'tmp\\fs', device: '0:40' }
   ])
+})
+
+t.test('kvbladeMounts: one entry per control plane, bind mounts counted once', async t => {
+  const line = (id: number, dev: string, dir: string, type: string): string => `${id} 1 ${dev} / ${dir} rw - ${type} kvblade rw`
+  const cases: Array<[string, string[], string[]]> = [
+    ['none', [line(1, '0:22', '/sys', 'sysfs')], []],
+    ['one', [line(1, '0:22', '/sys', 'sysfs'), line(2, '0:50', '/mnt/kvblade', 'fuse.kvblade')], ['/mnt/kvblade']],
+    ['a bind mount of it (kvblade sysfs)', [line(2, '0:50', '/mnt/kvblade', 'fuse.kvblade'), line(3, '0:50', '/sys/kvblade', 'fuse.kvblade')], ['/mnt/kvblade']],
+    ['two daemons', [line(2, '0:50', '/mnt/kvblade', 'fuse.kvblade'), line(3, '0:51', '/srv/kv', 'fuse.kvblade')], ['/mnt/kvblade', '/srv/kv']],
+    ['another FUSE file system', [line(2, '0:52', '/mnt/sshfs', 'fuse.sshfs')], []],
+  ]
+  for (const [name, lines, want] of cases) t.same(kvbladeMounts(parseMountinfo(lines.join('\n'))), want, name)
 })
