@@ -2,11 +2,12 @@
 // each in its own network namespace standing for a host, serve one backing file at the
 // same address (9.0, options `shared direct`) on the VM's bridge; the guest sees one
 // e9.0 with two targets, writes through both, and keeps writing while one daemon is
-// SIGKILLed. See test/e2e/README.md.
+// SIGKILLed; once that one is started again the guest uses it again. See test/e2e/README.md.
 //
 // Knobs (environment): KVE_VERBOSE=1, KVE_KEEP=1 as for the other e2e tests, and
 //   KVE_MP_DEADSECS=N      aoe_deadsecs in the guest (default 10; failover takes about half)
 //   KVE_MP_WRITE_MIB=N     the size of the write the kill lands in (default 16)
+//   KVE_MP_BREAK=both      kill B too when A is killed: no path is left, the suite must fail
 import t from 'tap'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
@@ -21,6 +22,7 @@ const MIB = 1 << 20
 // all: with two targets a failover takes about half of it.
 const DEADSECS = Number(process.env.KVE_MP_DEADSECS ?? 10)
 const WRITE_MIB = Number(process.env.KVE_MP_WRITE_MIB ?? 16)
+const BREAK = process.env.KVE_MP_BREAK
 const GUEST_TIMEOUT_MS = 150_000
 const SECTORS = 64 * 2048
 
@@ -28,7 +30,8 @@ const EXPECTED = [
   'two-targets', 'one-disk', 'size', 'state', 'host-data', 'write-both', 'write-spread', 'readback-both',
   'read-spread', 'readback-both-cached', 'kill-mid-write', 'write-through-failover', 'state-after-failover',
   'b-took-over', 'a-avoided', 'targets-kept', 'no-io-errors', 'readback-after-failover', 'readback-d2-cached',
-  'reads-via-b',
+  'reads-via-b', 'a-rejoined', 'reads-while-rejoining', 'readback-after-rejoin', 'reads-via-a-again',
+  'write-spread-again', 'readback-d3',
 ]
 
 /** The open flags of every fd of `pid` on `file` (from /proc/PID/fdinfo). */
@@ -61,6 +64,7 @@ if (reason) {
   t.test('Linux aoe initiator: one disk over two kvblade hosts on shared storage, one SIGKILLed mid-write', { timeout: GUEST_TIMEOUT_MS + 90_000 }, async t => {
     const started = Date.now()
     const assets = prepareAssets()
+    if (BREAK) log(`DELIBERATELY BROKEN: KVE_MP_BREAK=${BREAK}`)
     const work = tmpDir('kve-e2e-mp-')
     const net = new Net('m', 1500, 2)
     const daemons: KvbladeTarget[] = []
@@ -80,7 +84,9 @@ if (reason) {
     const d2 = randomBytes(WRITE_MIB * MIB)
     const d1Off = 1 * MIB
     const d2Off = 5 * MIB // overlaps the last 4 MiB of d1
-    if (d2Off + d2.length > SECTORS * 512) throw new Error('KVE_MP_WRITE_MIB too large for the backing file')
+    const d3 = randomBytes(2 * MIB)
+    const d3Off = d2Off + d2.length + MIB
+    if (d3Off + d3.length > SECTORS * 512) throw new Error('KVE_MP_WRITE_MIB too large for the backing file')
     fs.writeFileSync(file, host)
     fs.truncateSync(file, SECTORS * 512)
     net.up()
@@ -124,15 +130,24 @@ if (reason) {
     const initrd = buildInitramfs(work, assets.baseCpio, {
       KVE_DEADSECS: DEADSECS, KVE_DISCOVER_SECS: 40, KVE_SECTORS: SECTORS, KVE_MAC_A: hex(macs[0]), KVE_MAC_B: hex(macs[1]),
       KVE_H_LEN: host.length, KVE_H_MD5: md5(host), KVE_D1_OFF: d1Off, KVE_D1_LEN: d1.length,
-      KVE_D2_OFF: d2Off, KVE_D2_LEN: d2.length, KVE_KILL_AFTER: 2048,
-    }, { 'd1.bin': d1, 'd2.bin': d2 }, 'multipath.sh')
+      KVE_D2_OFF: d2Off, KVE_D2_LEN: d2.length, KVE_D3_OFF: d3Off, KVE_D3_LEN: d3.length,
+      KVE_KILL_AFTER: 2048, KVE_REJOIN_READS: 20,
+    }, { 'd1.bin': d1, 'd2.bin': d2, 'd3.bin': d3 }, 'multipath.sh')
 
     const killed: { exit?: { code: number | null, signal: NodeJS.Signals | null } } = {}
+    let aAgain: KvbladeTarget | undefined
     const run = await runGuest({
       net, kernel: assets.kernel, initrd, mtu: 1500, timeoutMs: GUEST_TIMEOUT_MS, mac: '52:54:00:4b:56:30',
       onRequest: async action => {
+        if (action === 'restart-a') {
+          // As after fencing: the host is back, its daemon starts afresh (and must get the lock again).
+          aAgain = daemon(0, 'A-again', ['shared', 'direct'])
+          await aAgain.start()
+          return 'started A again'
+        }
         if (action !== 'kill-a') return `unknown action ${action}`
         killed.exit = await a.crash()
+        if (BREAK === 'both') return `SIGKILLed A (${JSON.stringify(killed.exit)}) and, DELIBERATELY, B (${JSON.stringify(await b.crash())})`
         return `SIGKILLed A (${JSON.stringify(killed.exit)})`
       },
     })
@@ -152,21 +167,26 @@ if (reason) {
       else t.ok(r.pass, `guest: ${name} ${r.detail}`, r.pass ? {} : { diag: diag() })
     }
     for (const r of run.results) if (!EXPECTED.includes(r.name)) t.ok(r.pass, `guest: ${r.name} ${r.detail}`)
-    t.same(run.requests, ['kill-a'], 'the guest asked for A to be killed, once')
+    t.same(run.requests, ['kill-a', 'restart-a'], 'the guest asked for A to be killed, then started again')
     t.equal(killed.exit?.signal, 'SIGKILL', 'A died of SIGKILL')
 
     // What the guest wrote is in the one backing file, byte for byte.
     t.equal(run.info.get('d1-md5'), md5(d1), 'the guest read back D1 as the host gave it')
     t.equal(run.info.get('d2-md5'), md5(d2), 'the guest read back D2 as the host gave it')
+    t.equal(run.info.get('d3-md5'), md5(d3), 'the guest read back D3 as the host gave it')
     t.equal(md5(readRange(file, 0, host.length)), md5(host), 'host data at the start of the backing file untouched')
     t.equal(md5(readRange(file, d1Off, d2Off - d1Off)), md5(d1.subarray(0, d2Off - d1Off)), 'backing file holds D1 where D2 did not overwrite it')
     t.equal(md5(readRange(file, d2Off, d2.length)), md5(d2), 'backing file holds D2, written across the failover')
-    t.equal(readRange(file, d2Off + d2.length, MIB).equals(Buffer.alloc(MIB)), true, 'nothing written past D2')
+    t.ok(readRange(file, d2Off + d2.length, MIB).equals(Buffer.alloc(MIB)), 'nothing written between D2 and D3')
+    t.equal(md5(readRange(file, d3Off, d3.length)), md5(d3), 'backing file holds D3, written through both again')
 
-    t.ok(b.healthy(), 'B still running at the end', b.healthy() ? {} : { logs: b.logs() })
-    const bWarnings = b.logs().split('\n').filter(l => l.startsWith('kvblade:') && !/serves this address too/.test(l))
-    t.same(bWarnings, [], 'B printed nothing but the multipath-peer warning')
-    t.same(await b.shutdown(), [], 'B stopped cleanly on SIGTERM')
+    for (const [name, d] of [['B', b], ['A (started again)', aAgain]] as const) {
+      if (!d) { t.fail(`${name} was never started`); continue }
+      t.ok(d.healthy(), `${name} still running at the end`, d.healthy() ? {} : { logs: d.logs() })
+      const said = d.logs().split('\n').filter(l => l.startsWith('kvblade:') && !/serves this address too/.test(l))
+      t.same(said, [], `${name} printed nothing but the multipath-peer warning`)
+      t.same(await d.shutdown(), [], `${name} stopped cleanly on SIGTERM`)
+    }
     log(`multipath done in ${Date.now() - started} ms`)
   })
 }

@@ -3,11 +3,12 @@
 # served by two targets (two MACs on the guest's only link) over one shared backing file.
 # It checks that the aoe driver merges both paths into one disk and spreads I/O over
 # them, then writes while the host SIGKILLs target A, and checks that the write completes
-# through B with no I/O error and that the data reads back right.
+# through B with no I/O error and that the data reads back right; then A is started again
+# and must be used again, serving what B wrote meanwhile.
 #
 # Same serial protocol as init.sh: KVE:RESULT <name> PASS|FAIL <detail>, KVE:INFO k=v,
 # KVE:REQ <action> (answered by a line go-<action> on the console), KVE:DONE.
-# Parameters come from /e2e/params, the data sets from /e2e/d1.bin and /e2e/d2.bin.
+# Parameters come from /e2e/params, the data sets from /e2e/d1.bin, d2.bin and d3.bin.
 
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin
@@ -134,6 +135,8 @@ say "INFO d1-md5=$D1"
 
 # 2. Write D2 (overlapping the end of D1) and have the host SIGKILL A once a part of it is out.
 D2=$(md5 < /e2e/d2.bin)
+# What D1's range and D2's hold from now on: D1's first part (not overwritten), then D2.
+WANT=$( { dd if=/e2e/d1.bin bs=$MIB count=$(( (KVE_D2_OFF - KVE_D1_OFF) / MIB )) 2>/dev/null; cat /e2e/d2.bin; } | md5)
 w0=$(writes) t0=$(now)
 dd if=/e2e/d2.bin of=$E bs=$MIB seek=$((KVE_D2_OFF / MIB)) oflag=direct conv=notrunc 2>/tmp/dd2.err &
 DD=$!
@@ -165,8 +168,7 @@ if request kill-a 60; then
   errs=$(dmesg | grep -ciE 'I/O error|ata error|aoe: .*(down|fail)')
   check_eq no-io-errors "$errs" 0
   drop_caches
-  # D1's first part (not overwritten) then D2, read through B alone now.
-  WANT=$( { dd if=/e2e/d1.bin bs=$MIB count=$(( (KVE_D2_OFF - KVE_D1_OFF) / MIB )) 2>/dev/null; cat /e2e/d2.bin; } | md5)
+  # Read through B alone now.
   rb=$(tstat $B r)
   check_eq readback-after-failover "$(dd if=$E bs=$MIB skip=$((KVE_D1_OFF / MIB)) count=$(( (KVE_D2_OFF + KVE_D2_LEN - KVE_D1_OFF) / MIB )) iflag=direct 2>/dev/null | md5)" "$WANT"
   check_eq readback-d2-cached "$(dd if=$E bs=65536 skip=$((KVE_D2_OFF / 65536)) count=$((KVE_D2_LEN / 65536)) 2>/dev/null | md5)" "$D2"
@@ -176,6 +178,45 @@ if request kill-a 60; then
 else
   fail kill-mid-write "host did not answer"
   wait $DD
+fi
+
+# 3. A comes back (restarted, as after fencing): the driver probes it again and uses it once
+# it answers. It re-probes a target it avoids more slowly the longer that target was silent
+# and the slower recent replies were, so reads (fresh replies from B) bring A back; each
+# read also checks what the disk holds.
+if request restart-a 60; then
+  tr=$(now) i=0 bad=0
+  RANGE="bs=$MIB skip=$((KVE_D1_OFF / MIB)) count=$(( (KVE_D2_OFF + KVE_D2_LEN - KVE_D1_OFF) / MIB ))"
+  while [ "$(tstat $A taint)" != 0 ] && [ $i -lt "$KVE_REJOIN_READS" ]; do
+    drop_caches
+    [ "$(dd if=$E $RANGE iflag=direct 2>/dev/null | md5)" = "$WANT" ] || bad=$((bad + 1))
+    i=$((i + 1))
+  done
+  if [ "$(tstat $A taint)" = 0 ]; then
+    pass a-rejoined "A in use again $(since $tr)s after its restart, after $i reads"
+  else
+    fail a-rejoined "A still tainted ($(tstat $A taint)) after $i reads, $(since $tr)s"
+  fi
+  check_eq reads-while-rejoining "$bad bad of $i" "0 bad of $i"
+  ra=$(tstat $A r)
+  drop_caches
+  check_eq readback-after-rejoin "$(dd if=$E $RANGE iflag=direct 2>/dev/null | md5)" "$WANT"
+  ra=$(( $(tstat $A r) - ra ))
+  if [ "$ra" -gt 0 ]; then pass reads-via-a-again "A answered $ra read frames with what B wrote while it was gone"; else fail reads-via-a-again "no reads from A"; fi
+  # Both paths take writes again.
+  D3=$(md5 < /e2e/d3.bin)
+  wa=$(tstat $A w) wb=$(tstat $B w)
+  if dd if=/e2e/d3.bin of=$E bs=$MIB seek=$((KVE_D3_OFF / MIB)) oflag=direct conv=notrunc 2>/tmp/dd3.err; then
+    wa=$(( $(tstat $A w) - wa )) wb=$(( $(tstat $B w) - wb ))
+    if [ "$wa" -gt 0 ] && [ "$wb" -gt 0 ]; then pass write-spread-again "write frames: A $wa, B $wb"; else fail write-spread-again "write frames: A $wa, B $wb"; fi
+  else
+    fail write-spread-again "dd: $(tr '\n' ' ' < /tmp/dd3.err)"
+  fi
+  drop_caches
+  check_eq readback-d3 "$(dd if=$E bs=$MIB skip=$((KVE_D3_OFF / MIB)) count=$((KVE_D3_LEN / MIB)) iflag=direct 2>/dev/null | md5)" "$D3"
+  say "INFO d3-md5=$D3"
+else
+  fail a-rejoined "host did not answer"
 fi
 
 finish
