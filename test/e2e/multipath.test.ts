@@ -5,7 +5,7 @@
 // SIGKILLed; once that one is started again the guest uses it again. See test/e2e/README.md.
 //
 // Knobs (environment): KVE_VERBOSE=1, KVE_KEEP=1 as for the other e2e tests, and
-//   KVE_MP_DEADSECS=N      aoe_deadsecs in the guest (default 10; failover takes about half)
+//   KVE_MP_DEADSECS=N      aoe_deadsecs in the guest (default 16; failover takes about half)
 //   KVE_MP_WRITE_MIB=N     the size of the write the kill lands in (default 16)
 //   KVE_MP_BREAK=both      kill B too when A is killed: no path is left, the suite must fail
 import t from 'tap'
@@ -20,7 +20,7 @@ const MIB = 1 << 20
 // The driver avoids a silent target once a frame has waited aoe_deadsecs / (number of
 // targets) seconds on it, and fails the whole device once one has waited aoe_deadsecs in
 // all: with two targets a failover takes about half of it.
-const DEADSECS = Number(process.env.KVE_MP_DEADSECS ?? 10)
+const DEADSECS = Number(process.env.KVE_MP_DEADSECS ?? 16)
 const WRITE_MIB = Number(process.env.KVE_MP_WRITE_MIB ?? 16)
 const BREAK = process.env.KVE_MP_BREAK
 const GUEST_TIMEOUT_MS = 150_000
