@@ -75,43 +75,67 @@ export function prepareAssets(): { kernel: string, pvh: boolean, baseCpio: strin
 
 // ---------------------------------------------------------------- network
 
+/** One target-side host: a namespace holding one veth end, whose peer is a port of the VM's bridge. */
+export interface TargetHost {
+  readonly ns: string
+  /** The veth end on the bridge (in the VM namespace). */
+  readonly vethVm: string
+  /** The veth end the target serves. */
+  readonly vethTgt: string
+}
+
 /**
- * Two namespaces: VM side (bridge + tap + one veth end) and target side (other
- * veth end). Nothing is created in the root namespace. IPv6 is off in both.
+ * Namespaces: the VM side (bridge + tap + one veth end per target host) and one per
+ * target host (the other veth end), so several hosts can serve one bridge. Nothing is
+ * created in the root namespace. IPv6 is off in all of them.
  */
 export class Net {
   readonly nsVm: string
-  readonly nsTgt: string
   readonly br: string
   readonly tap: string
-  readonly vethVm: string
-  readonly vethTgt: string
+  /** Target hosts: the first is kve<id>tg with kvep<id>/kveh<id>, the others kve<id>tg<N> with kvep<id><N>/kveh<id><N>. */
+  readonly hosts: TargetHost[]
   private created = false
 
-  constructor(tag: string, readonly mtu: number) {
+  constructor(tag: string, readonly mtu: number, nhosts = 1) {
     const id = `${process.pid}${tag}` // pid <= 4194304: 7 digits, so names stay <= 15 chars
     this.nsVm = `kve${id}vm`
-    this.nsTgt = `kve${id}tg`
     this.br = `kvebr${id}`
     this.tap = `kvetap${id}`
-    this.vethVm = `kvep${id}`
-    this.vethTgt = `kveh${id}`
-    for (const n of [this.br, this.tap, this.vethVm, this.vethTgt]) {
+    if (nhosts < 1 || nhosts > 9) throw new Error('1 to 9 target hosts')
+    this.hosts = Array.from({ length: nhosts }, (_, i) => {
+      const n = i === 0 ? '' : String(i + 1)
+      return { ns: `kve${id}tg${n}`, vethVm: `kvep${id}${n}`, vethTgt: `kveh${id}${n}` }
+    })
+    for (const n of [this.br, this.tap, ...this.hosts.flatMap(h => [h.vethVm, h.vethTgt])]) {
       if (n.length > 15) throw new Error('interface name too long: ' + n)
     }
   }
+
+  /** The first target host (the single-target tests use only this one). */
+  get nsTgt(): string { return this.hosts[0].ns }
+  get vethVm(): string { return this.hosts[0].vethVm }
+  get vethTgt(): string { return this.hosts[0].vethTgt }
 
   private ns(ns: string, ...args: string[]): string {
     return sh('ip', ['netns', 'exec', ns, ...args])
   }
 
+  /** The MAC address of a target host's veth end (what the initiator sees as that target). */
+  macOf(host: number): string {
+    const h = this.hosts[host]
+    const m = /link\/ether ([0-9a-f:]{17})/.exec(sh('ip', ['-n', h.ns, 'link', 'show', 'dev', h.vethTgt]))
+    if (!m) throw new Error(`no MAC for ${h.vethTgt}`)
+    return m[1]
+  }
+
   /**
    * Removes what an earlier run killed by a signal left behind: namespaces named
-   * kve<PID><tag>vm|tg whose PID is gone (with the processes still inside them).
+   * kve<PID><tag>vm|tg[N] whose PID is gone (with the processes still inside them).
    */
   static reapStale(): void {
     for (const line of sh('ip', ['netns', 'list'], { allowFail: true }).split('\n')) {
-      const m = /^(kve(\d+)[a-z](?:vm|tg))\b/.exec(line)
+      const m = /^(kve(\d+)[a-z](?:vm|tg\d?))\b/.exec(line)
       if (!m || fs.existsSync(`/proc/${m[2]}`)) continue
       for (const pid of sh('ip', ['netns', 'pids', m[1]], { allowFail: true }).split('\n').filter(Boolean)) {
         try { process.kill(Number(pid), 'SIGKILL') } catch { /* gone */ }
@@ -123,7 +147,7 @@ export class Net {
 
   up(): void {
     Net.reapStale()
-    for (const ns of [this.nsVm, this.nsTgt]) {
+    for (const ns of [this.nsVm, ...this.hosts.map(h => h.ns)]) {
       spawnSync('ip', ['netns', 'del', ns]) // leftovers of a killed run with the same pid
       sh('ip', ['netns', 'add', ns])
       this.created = true
@@ -134,31 +158,34 @@ export class Net {
     const m = String(this.mtu)
     this.ns(this.nsVm, 'ip', 'link', 'add', this.br, 'mtu', m, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0', 'mcast_snooping', '0')
     this.ns(this.nsVm, 'ip', 'tuntap', 'add', 'dev', this.tap, 'mode', 'tap')
-    this.ns(this.nsVm, 'ip', 'link', 'add', this.vethVm, 'mtu', m, 'type', 'veth', 'peer', 'name', this.vethTgt, 'mtu', m, 'netns', this.nsTgt)
+    for (const h of this.hosts) {
+      this.ns(this.nsVm, 'ip', 'link', 'add', h.vethVm, 'mtu', m, 'type', 'veth', 'peer', 'name', h.vethTgt, 'mtu', m, 'netns', h.ns)
+    }
     // Before anything goes up: no IPv6, and no IGMP chatter from the host stack (multicast off,
     // and the bridge above does no snooping, which would join 224.0.0.106);
     // only AoE is to cross these links.
-    for (const [ns, devs] of [[this.nsVm, [this.br, this.tap, this.vethVm]], [this.nsTgt, [this.vethTgt]]] as const) {
+    const sides: [string, string[]][] = [[this.nsVm, [this.br, this.tap, ...this.hosts.map(h => h.vethVm)]], ...this.hosts.map(h => [h.ns, [h.vethTgt]] as [string, string[]])]
+    for (const [ns, devs] of sides) {
       for (const d of devs) {
         this.ns(ns, 'sysctl', '-qw', `net.ipv6.conf.${d}.disable_ipv6=1`)
         this.ns(ns, 'ip', 'link', 'set', d, 'multicast', 'off')
       }
     }
-    for (const dev of [this.tap, this.vethVm]) {
+    for (const dev of [this.tap, ...this.hosts.map(h => h.vethVm)]) {
       this.ns(this.nsVm, 'ip', 'link', 'set', dev, 'mtu', m, 'master', this.br)
       this.ns(this.nsVm, 'ip', 'link', 'set', dev, 'up')
     }
     this.ns(this.nsVm, 'ip', 'link', 'set', this.br, 'mtu', m, 'up')
-    this.ns(this.nsTgt, 'ip', 'link', 'set', this.vethTgt, 'mtu', m, 'up')
+    for (const h of this.hosts) this.ns(h.ns, 'ip', 'link', 'set', h.vethTgt, 'mtu', m, 'up')
   }
 
   down(): void {
     if (!this.created) return
-    spawnSync('ip', ['netns', 'exec', this.nsVm, 'ip', 'link', 'del', this.vethVm])
+    for (const h of this.hosts) spawnSync('ip', ['netns', 'exec', this.nsVm, 'ip', 'link', 'del', h.vethVm])
     spawnSync('ip', ['netns', 'exec', this.nsVm, 'ip', 'link', 'del', this.tap])
     spawnSync('ip', ['netns', 'exec', this.nsVm, 'ip', 'link', 'del', this.br])
     spawnSync('ip', ['netns', 'del', this.nsVm])
-    spawnSync('ip', ['netns', 'del', this.nsTgt])
+    for (const h of this.hosts) spawnSync('ip', ['netns', 'del', h.ns])
     this.created = false
   }
 }
@@ -216,7 +243,13 @@ export const sleep = (ms: number) => new Promise(r => setTimeout(r, ms))
 
 // ---------------------------------------------------------------- targets
 
-export interface Export { major: number, minor: number, file: string }
+export interface Export {
+  major: number
+  minor: number
+  file: string
+  /** Add-line options after the four kvblade fields (e.g. shared, direct); kvblade only. */
+  options?: string[]
+}
 
 /** An AoE target implementation under test, running in the target namespace. */
 export interface Target {
@@ -282,29 +315,46 @@ export class VbladeTarget implements Target {
   kill() { for (const p of this.procs.values()) p.child.kill('SIGKILL') }
 }
 
+export interface KvbladeOptions {
+  /** Which of the net's target hosts it runs on (default 0). */
+  host?: number
+  /** Mount the control plane (default: unless KVE_CONTROL=restart). */
+  control?: boolean
+  /** Names its processes and its control plane's mount point, when one test runs several. */
+  name?: string
+}
+
 /**
- * Our daemon: `./bin/kvblade start --add "MAJOR MINOR IFACE PATH" ...`.
- * Removal/re-add uses the control plane (a FUSE mount with `del` and `add`
- * files) when KVE_CONTROL=fuse; otherwise it is emulated by stopping and
- * restarting the whole daemon.
+ * Our daemon: `./bin/kvblade start --add "MAJOR MINOR IFACE PATH [OPTION]..." ...`, on one
+ * of the net's target hosts (the first unless told). Removal/re-add uses the control plane
+ * (a FUSE mount with `del` and `add` files) unless KVE_CONTROL=restart; then it is emulated
+ * by stopping and restarting the whole daemon.
  */
 export class KvbladeTarget implements Target {
-  readonly kind = 'kvblade'
+  readonly kind: string
   private proc: Proc | null = null
   private old: Proc[] = []
   private problems: string[] = []
   /** Remove/re-add via the control plane (default), or KVE_CONTROL=restart to emulate it by a daemon restart. */
-  readonly control = (process.env.KVE_CONTROL ?? 'fuse') === 'fuse'
+  readonly control: boolean
   private mountDir: string
+  private host: TargetHost
 
-  constructor(private net: Net, private exports: Export[], workDir: string) {
-    this.mountDir = path.join(workDir, 'ctl')
+  constructor(net: Net, private exports: Export[], workDir: string, opts: KvbladeOptions = {}) {
+    this.kind = opts.name ?? 'kvblade'
+    this.control = opts.control ?? (process.env.KVE_CONTROL ?? 'fuse') === 'fuse'
+    this.host = net.hosts[opts.host ?? 0]
+    this.mountDir = path.join(workDir, opts.name === undefined ? 'ctl' : `ctl-${opts.name}`)
+  }
+
+  private addLine(e: Export): string {
+    return [e.major, e.minor, this.host.vethTgt, e.file, ...(e.options ?? [])].join(' ')
   }
 
   private args(): string[] {
     // No state file: each boot of the suite starts from its own --add lines.
-    const a = ['netns', 'exec', this.net.nsTgt, path.join(REPO, 'bin', 'kvblade'), 'start', '--no-state']
-    for (const e of this.exports) a.push('--add', `${e.major} ${e.minor} ${this.net.vethTgt} ${e.file}`)
+    const a = ['netns', 'exec', this.host.ns, path.join(REPO, 'bin', 'kvblade'), 'start', '--no-state']
+    for (const e of this.exports) a.push('--add', this.addLine(e))
     if (this.control) {
       fs.mkdirSync(this.mountDir, { recursive: true })
       a.push('--mount', this.mountDir)
@@ -316,9 +366,37 @@ export class KvbladeTarget implements Target {
   }
 
   async start() {
-    this.proc = new Proc('kvblade', 'ip', this.args())
+    this.proc = new Proc(this.kind, 'ip', this.args())
     await sleep(STARTUP_MS)
-    if (!this.proc.alive) throw new Error(`kvblade exited at start (${JSON.stringify(this.proc.exit)}):\n${this.proc.tail()}`)
+    if (!this.proc.alive) throw new Error(`${this.kind} exited at start (${JSON.stringify(this.proc.exit)}):\n${this.proc.tail()}`)
+  }
+
+  /**
+   * Starts a daemon that should refuse to serve: resolves with how it ended and what it
+   * printed, or null (and it is killed) if it was still running after `ms`.
+   */
+  async startRefused(ms = 15_000): Promise<{ code: number | null, signal: NodeJS.Signals | null, out: string } | null> {
+    const p = new Proc(`${this.kind} (to be refused)`, 'ip', this.args())
+    this.old.push(p)
+    let timedOut = false
+    const timer = setTimeout(() => { timedOut = true; p.child.kill('SIGKILL') }, ms)
+    await p.exited
+    clearTimeout(timer)
+    return timedOut ? null : { ...p.exit!, out: p.out }
+  }
+
+  /** The running daemon's pid (it is the process `ip netns exec` became). */
+  get pid(): number | undefined { return this.proc?.alive ? this.proc.child.pid : undefined }
+
+  /** SIGKILL, as a host crash would end it; resolves with how it ended. */
+  async crash(): Promise<{ code: number | null, signal: NodeJS.Signals | null }> {
+    const p = this.proc
+    if (!p) throw new Error('daemon not running')
+    this.proc = null
+    this.old.push(p)
+    p.child.kill('SIGKILL')
+    await p.exited
+    return p.exit!
   }
 
   private async stopDaemon(why: string) {
@@ -342,7 +420,7 @@ export class KvbladeTarget implements Target {
 
   async remove(e: Export) {
     if (this.control) {
-      this.ctl('del', `${e.major} ${e.minor} ${this.net.vethTgt}`)
+      this.ctl('del', `${e.major} ${e.minor} ${this.host.vethTgt}`)
       return `control plane: del ${e.major} ${e.minor}`
     }
     const r = await this.stopDaemon('remove')
@@ -351,7 +429,7 @@ export class KvbladeTarget implements Target {
 
   async readd(e: Export) {
     if (this.control) {
-      this.ctl('add', `${e.major} ${e.minor} ${this.net.vethTgt} ${e.file}`)
+      this.ctl('add', this.addLine(e))
       return `control plane: add ${e.major} ${e.minor}`
     }
     await this.start()
@@ -442,12 +520,12 @@ export interface GuestRun {
   exit: string
 }
 
-/** Builds this run's initramfs: the cached base + init, params and data appended as a second cpio. */
-export function buildInitramfs(workDir: string, baseCpio: string, params: Record<string, string | number>, files: Record<string, Buffer>): string {
+/** Builds this run's initramfs: the cached base + /init (guest/${init}), params and data appended as a second cpio. */
+export function buildInitramfs(workDir: string, baseCpio: string, params: Record<string, string | number>, files: Record<string, Buffer>, init = 'init.sh'): string {
   const root = path.join(workDir, 'initramfs-run')
   fs.rmSync(root, { recursive: true, force: true })
   fs.mkdirSync(path.join(root, 'e2e'), { recursive: true })
-  fs.copyFileSync(path.join(E2E_SRC, 'guest', 'init.sh'), path.join(root, 'init'))
+  fs.copyFileSync(path.join(E2E_SRC, 'guest', init), path.join(root, 'init'))
   fs.chmodSync(path.join(root, 'init'), 0o755)
   fs.writeFileSync(path.join(root, 'e2e', 'params'),
     Object.entries(params).map(([k, v]) => `${k}='${v}'`).join('\n') + '\n')
