@@ -15,6 +15,7 @@ import path from 'node:path'
 import createDebug from 'debug'
 import { ControlError } from '../control/errors'
 import { lockFile } from '../native/file-lock'
+import { devMajor, devMinor } from '../store/backing-store'
 
 const debug = createDebug('kvblade:locks')
 
@@ -31,11 +32,10 @@ export function lockHolder (st: fs.Stats): string {
   } catch {
     return ''
   }
-  const inode = st.ino
   for (const line of locks.split('\n')) {
-    // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:123456 0 EOF"
+    // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:123456 0 EOF": the device (hex major:minor) and inode locked.
     const m = /^\d+: +\S+ +\S+ +(READ|WRITE) +(-?\d+) +([0-9a-f]+):([0-9a-f]+):(\d+) /.exec(line)
-    if (m === null || Number(m[5]) !== inode) continue
+    if (m === null || Number(m[5]) !== st.ino || parseInt(m[3], 16) !== devMajor(st.dev) || parseInt(m[4], 16) !== devMinor(st.dev)) continue
     const pid = Number(m[2])
     if (pid === process.pid || pid <= 0) continue
     let comm = ''
@@ -140,9 +140,35 @@ export const privateClaims: AddressClaims = { claim: () => ({ release: () => {} 
 export class FileClaims implements AddressClaims {
   private warned = false
 
+  private swept = false
+
   constructor (private readonly dir: string) {}
 
+  /** Removes the claim files of daemons that died without releasing them (their locks went with them). */
+  private sweep (): void {
+    this.swept = true
+    const dir = path.join(this.dir, 'addresses')
+    let names: string[]
+    try {
+      names = fs.readdirSync(dir)
+    } catch {
+      return
+    }
+    for (const name of names) {
+      const file = path.join(dir, name)
+      try {
+        const fd = fs.openSync(file, fs.constants.O_RDWR)
+        try {
+          if (lockFile(fd, 'exclusive')) fs.unlinkSync(file)
+        } finally {
+          fs.closeSync(fd)
+        }
+      } catch {}
+    }
+  }
+
   claim (netns: string, ifname: string, major: number, minor: number): Claim {
+    if (!this.swept) this.sweep()
     const file = path.join(this.dir, 'addresses', `${netns}-${ifname}-${major}.${minor}`)
     let fd: number
     try {

@@ -65,10 +65,10 @@ export interface OpenOptions {
 }
 
 /** Linux dev_t encoding (glibc's gnu_dev_major/minor). */
-function devMajor (dev: number): number {
+export function devMajor (dev: number): number {
   return Number(((BigInt(dev) >> 8n) & 0xfffn) | ((BigInt(dev) >> 32n) & ~0xfffn))
 }
-function devMinor (dev: number): number {
+export function devMinor (dev: number): number {
   return Number((BigInt(dev) & 0xffn) | ((BigInt(dev) >> 12n) & ~0xffn))
 }
 

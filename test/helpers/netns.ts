@@ -62,12 +62,12 @@ export class TestNetwork {
     return net
   }
 
-  private async addLink (l: VethPair, mtu: number): Promise<void> {
+  private async addLink (l: VethPair, mtu: number, targetUp = true): Promise<void> {
     await must('ip', ['link', 'add', l.target, 'type', 'veth', 'peer', 'name', l.initiator, 'netns', this.ns])
     await run('sysctl', ['-qw', `net.ipv6.conf.${l.target}.disable_ipv6=1`])
     await run('ip', ['netns', 'exec', this.ns, 'sysctl', '-qw', `net.ipv6.conf.${l.initiator}.disable_ipv6=1`])
     await this.setMtu(l, mtu)
-    await must('ip', ['link', 'set', l.target, 'up'])
+    if (targetUp) await must('ip', ['link', 'set', l.target, 'up'])
     await must('ip', ['-n', this.ns, 'link', 'set', l.initiator, 'up'])
   }
 
@@ -76,9 +76,12 @@ export class TestNetwork {
     await must('ip', ['link', 'del', l.target])
   }
 
-  /** Makes a pair of the same names again (new interfaces, new index and MAC), up. */
-  async recreateLink (l: VethPair, mtu = 1500): Promise<void> {
-    await this.addLink(l, mtu)
+  /**
+   * Makes a pair of the same names again (new interfaces, new index and MAC), up — or
+   * with the target's end left down, for a test that must listen before it comes up.
+   */
+  async recreateLink (l: VethPair, mtu = 1500, targetUp = true): Promise<void> {
+    await this.addLink(l, mtu, targetUp)
   }
 
   async setLinkUp (l: VethPair, up: boolean): Promise<void> {

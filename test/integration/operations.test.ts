@@ -1,0 +1,254 @@
+// Operations: what an admin or an initiator set survives a restart (TERM or KILL) and is
+// announced again; a state file that cannot be read stops the daemon and is left alone;
+// restored targets whose interface or backing is missing wait and then serve; the
+// exports file and reload; SIGHUP; an interface unplugged and back; SIGTERM finishing
+// the requests in flight.
+import t from 'tap'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import { Command } from '../../src/aoe/constants'
+import { encodeHeader } from '../../src/aoe/header'
+import { encodeMacMask } from '../../src/aoe/macmask'
+import { decodeReserve, encodeReserve } from '../../src/aoe/reserve'
+import { TestNetwork, interfaceMac, networkTestsUnavailable, skipLoudly, type VethPair } from '../helpers/netns'
+import { TestInitiator, type TargetRef } from '../helpers/initiator'
+import { Daemon, KVBLADE } from '../helpers/daemon'
+import { exec, fuseSkipReason, isMountPoint, sh } from '../helpers/fuse-harness'
+import { configOf } from '../helpers/frames'
+
+const SECTOR = 512
+const unavailable = networkTestsUnavailable() ?? fuseSkipReason() ?? null
+
+async function until (cond: () => Promise<boolean> | boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms
+  while (Date.now() < deadline) {
+    if (await cond()) return true
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  return await cond()
+}
+
+/** Announcements (unsolicited Query Config replies, tag 0) of major.minor heard so far. */
+function announcements (a: TestInitiator, major: number, minor: number): number {
+  return a.received.filter(r => r.header.command === Command.QueryConfig && r.header.tag === 0 && r.header.major === major && r.header.minor === minor).length
+}
+
+if (unavailable !== null) {
+  skipLoudly(t, 'operations tests', unavailable)
+} else {
+  t.test('operations', async t => {
+    const net = await TestNetwork.create(2)
+    t.teardown(() => net.destroy())
+    const [linkA, linkB] = net.links
+    const dir = fs.mkdtempSync(path.join('/var/tmp', 'kvblade-ops-'))
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const mnt = path.join(dir, 'ctl')
+    const stateFile = path.join(dir, 'state', 'state.json')
+    const disk = path.join(dir, 'disk.img')
+    const data = crypto.randomBytes(1 << 20)
+    fs.writeFileSync(disk, data)
+    const a = TestInitiator.open(linkA.initiator, net.nsPath)
+    t.teardown(() => a.close())
+    const macA = interfaceMac(linkA.target)
+    const tg: TargetRef = { major: 9, minor: 0, mac: macA }
+    const daemons: Daemon[] = []
+    t.teardown(async () => {
+      for (const d of daemons) await d.stop('SIGKILL')
+      if (isMountPoint(mnt)) await exec('fusermount', ['-uz', mnt])
+    })
+    const start = async (...extra: string[]): Promise<Daemon> => {
+      const d = await Daemon.start(['--mount', mnt, '--state', stateFile, ...extra])
+      daemons.push(d)
+      return d
+    }
+    const write = async (file: string, text: string): Promise<number | null> => (await sh('printf "%s\\n" "$2" >"$1"', [path.join(mnt, file), text])).code
+    const read = async (file: string): Promise<string> => (await sh('cat "$1"', [path.join(mnt, file)])).stdout
+    const name = `9.0@${linkA.target}`
+
+    await t.test('what the admin and the initiator set comes back after TERM and after KILL, announced', async t => {
+      let d = await start()
+      t.equal(await write('add', `9 0 ${linkA.target} ${disk} cache=writeback bufcnt=24`), 0, 'add with options')
+      t.equal(await write(`${name}/model`, 'Restored Disk'), 0)
+      t.equal(await write(`${name}/sn`, 'SN-42'), 0)
+      t.equal(await write(`${name}/acl`, `${formatMacOf(a.mac)}`), 0)
+      // The initiator sets the config string, adds itself to the mask, and reserves the disk.
+      const set = a.configFrame(macA, 9, 0, { ccmd: 4, config: Buffer.from('host-a') })
+      t.equal((await a.request(set.frame, set.tag, 1, 1000)).length, 1, 'config string set (the reply waited for the state file)')
+      const m = Buffer.alloc(60)
+      const mt = a.tag()
+      encodeHeader(m, 0, a.header(macA, 9, 0, Command.MacMaskList, mt))
+      encodeMacMask(m, 0, { mcmd: 1, merror: 0, directives: [{ dcmd: 1, mac: a.mac }] })
+      t.equal((await a.request(m, mt, 1, 1000)).length, 1, 'mask edited')
+      const r = Buffer.alloc(60)
+      const rt = a.tag()
+      encodeHeader(r, 0, a.header(macA, 9, 0, Command.ReserveRelease, rt))
+      encodeReserve(r, 0, { rcmd: 1, macs: [a.mac] })
+      t.equal((await a.request(r, rt, 1, 1000)).length, 1, 'reserved')
+      const saved = JSON.parse(fs.readFileSync(stateFile, 'utf8'))
+      t.match(saved.targets[0].add, /^9 0 \S+ \S+disk\.img acl=\S+ cache=writeback bufcnt=24$/, 'the state file holds the add line with its options')
+      t.same([saved.targets[0].model, saved.targets[0].serial, saved.targets[0].origin], ['Restored Disk', 'SN-42', 'control'])
+
+      for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+        const exit = await d.stop(signal)
+        if (signal === 'SIGTERM') t.same(exit, { code: 0, signal: null }, 'SIGTERM: exit 0')
+        if (isMountPoint(mnt)) await exec('fusermount', ['-uz', mnt])
+        const heard = announcements(a, 9, 0)
+        d = await start()
+        t.ok(await until(() => announcements(a, 9, 0) > heard, 3000), `after ${signal}: the restored target was announced`)
+        t.same([await read(`${name}/model`), await read(`${name}/sn`), await read(`${name}/cache`), await read(`${name}/bufcnt`), await read(`${name}/acl`)],
+          ['Restored Disk\n', 'SN-42\n', 'writeback\n', '24\n', `${formatMacOf(a.mac)}\n`], `after ${signal}: model, sn, cache, bufcnt, acl`)
+        const q = await a.queryConfig(9, 0, {}, { dst: macA, want: 1, windowMs: 1000 })
+        t.equal(q.length === 1 ? configOf(q[0].frame).config.toString() : '', 'host-a', `after ${signal}: the config string`)
+        const rr = Buffer.alloc(60)
+        const rrt = a.tag()
+        encodeHeader(rr, 0, a.header(macA, 9, 0, Command.ReserveRelease, rrt))
+        encodeReserve(rr, 0, { rcmd: 0, macs: [] })
+        const reply = await a.request(rr, rrt, 1, 1000)
+        t.same(reply.length === 1 ? decodeReserve(reply[0].frame, 0, reply[0].frame.length) : null, { rcmd: 0, macs: [a.mac] }, `after ${signal}: the reservation`)
+        t.ok((await a.read(tg, 0, 8, 2, 4)).equals(data.subarray(0, 8 * SECTOR)), `after ${signal}: serving (the mask lets us in)`)
+      }
+      await d.stop()
+      fs.rmSync(stateFile)
+    })
+
+    await t.test('a state file that cannot be read stops the daemon and is left as it is', async t => {
+      fs.mkdirSync(path.dirname(stateFile), { recursive: true })
+      fs.writeFileSync(stateFile, '{"kvblade": 1, "targets": [{"add": "9 0 eth0", "origin": "control"}], "addresses": []}\n')
+      const before = fs.readFileSync(stateFile, 'utf8')
+      const d = Daemon.spawn(['start', '--no-mount', '--state', stateFile])
+      const exit = await d.wait()
+      t.equal(exit.code, 1, 'exit status 1')
+      t.match(d.stderr, new RegExp(`the state file ${stateFile.replace(/[.]/g, '\\.')} cannot be used: target 1 \\("9 0 eth0"\\): expected 4 fields`), 'names the file and the problem')
+      t.equal(fs.readFileSync(stateFile, 'utf8'), before, 'the file is untouched')
+      fs.writeFileSync(stateFile, 'not json')
+      const d2 = Daemon.spawn(['start', '--no-mount', '--state', stateFile])
+      t.equal((await d2.wait()).code, 1)
+      t.match(d2.stderr, /not JSON/)
+      fs.rmSync(stateFile)
+    })
+
+    await t.test('restored targets whose backing or interface is missing wait, then serve', async t => {
+      const later = path.join(dir, 'later.img')
+      const gone: VethPair = { target: `${linkB.target.slice(0, -1)}w`, initiator: `${linkB.initiator.slice(0, -1)}w` }
+      fs.mkdirSync(path.dirname(stateFile), { recursive: true })
+      fs.writeFileSync(stateFile, JSON.stringify({
+        kvblade: 1,
+        targets: [
+          { add: `9 1 ${linkA.target} ${later}`, origin: 'control' },
+          { add: `9 2 ${gone.target} ${disk}`, origin: 'control' },
+        ],
+        addresses: [],
+      }))
+      const d = await start()
+      t.match(await read(`9.1@${linkA.target}/state`), /^waiting: cannot open .*later\.img/, 'the missing backing: waiting, and why')
+      t.match(await read(`9.2@${gone.target}/state`), /^waiting: no interface/, 'the missing interface: waiting')
+      t.match(d.stderr, /9\.1@\S+: waiting: /, 'and the log says so')
+      fs.writeFileSync(later, Buffer.alloc(64 * 1024))
+      t.ok(await until(async () => await read(`9.1@${linkA.target}/state`) === 'serving\n', 5000), 'serving once the backing is there')
+      t.equal((await a.identify({ major: 9, minor: 1, mac: macA })).sectors, 128)
+      await net.recreateLink(gone)
+      t.teardown(() => net.removeLink(gone).catch(() => {}))
+      t.ok(await until(async () => await read(`9.2@${gone.target}/state`) === 'serving\n', 2000), 'serving once the interface appears')
+      await d.stop()
+      fs.rmSync(stateFile)
+    })
+
+    await t.test('the exports file: applied at start, reloaded by kvblade reload and SIGHUP; a bad line applies nothing', async t => {
+      const exportsFile = path.join(dir, 'exports')
+      const other = path.join(dir, 'other.img')
+      fs.writeFileSync(other, Buffer.alloc(128 * 1024))
+      fs.writeFileSync(exportsFile, `# test exports\n9 3 ${linkA.target} ${disk}\n9 4 ${linkA.target} ${other} ro\n`)
+      const d = await start('--config', exportsFile)
+      t.equal(await write('add', `9 5 ${linkA.target} ${other}`), 0, 'and one through the control plane')
+      const ls = async (): Promise<string[]> => (await fs.promises.readdir(mnt)).filter(n => n.includes('@')).sort()
+      t.same(await ls(), [`9.3@${linkA.target}`, `9.4@${linkA.target}`, `9.5@${linkA.target}`])
+      // I/O keeps going on 9.3 through every reload.
+      let ioErrors = 0
+      let running = true
+      const io = (async () => {
+        while (running) {
+          const r = await a.ata({ major: 9, minor: 3, mac: macA }, 0x24, 0, 2, { tries: 3 }).catch(() => null)
+          if (r === null || r.status !== 0x40) ioErrors++
+        }
+      })()
+      fs.writeFileSync(exportsFile, `9 3 ${linkA.target} ${disk}\n9 6 ${linkA.target} ${other}\n9 4 ${linkA.target} ${other}\n`)
+      const r1 = await exec(KVBLADE, ['reload', '--mount', mnt])
+      t.equal(r1.code, 0, `kvblade reload: ${r1.stderr}`)
+      t.match(r1.stdout, /1 added, 0 removed, 1 changed/, 'says what it did')
+      t.equal(await read(`9.4@${linkA.target}/ro`), '0\n', 'the changed line is served anew (no longer ro)')
+      t.same(await ls(), [`9.3@${linkA.target}`, `9.4@${linkA.target}`, `9.5@${linkA.target}`, `9.6@${linkA.target}`], 'added; the control-plane one untouched')
+      fs.writeFileSync(exportsFile, `9 3 ${linkA.target} ${disk}\n9 4 ${linkA.target} ${other}\n9 7 ${linkA.target} ${other} frobnicate\n`)
+      const r2 = await exec(KVBLADE, ['reload', '--mount', mnt])
+      t.equal(r2.code, 1, 'a bad line: exit status 1')
+      t.match(r2.stderr, /exports line 3: unknown option "frobnicate" .*; nothing was changed/, 'with its line number')
+      t.same(await ls(), [`9.3@${linkA.target}`, `9.4@${linkA.target}`, `9.5@${linkA.target}`, `9.6@${linkA.target}`], 'nothing changed')
+      fs.writeFileSync(exportsFile, `9 3 ${linkA.target} ${disk}\n`)
+      d.child.kill('SIGHUP')
+      t.ok(await until(async () => (await ls()).length === 2, 3000), 'SIGHUP reloads: 9.4 and 9.6 are gone')
+      t.ok(d.alive, 'and the daemon lives')
+      t.same(await ls(), [`9.3@${linkA.target}`, `9.5@${linkA.target}`])
+      running = false
+      await io
+      t.equal(ioErrors, 0, 'the target left alone served throughout')
+      await d.stop()
+      fs.rmSync(stateFile)
+    })
+
+    await t.test('SIGHUP without an exports file announces, and never stops the daemon', async t => {
+      const d = await start('--add', `9 8 ${linkA.target} ${disk}`)
+      const heard = announcements(a, 9, 8)
+      d.child.kill('SIGHUP')
+      t.ok(await until(() => announcements(a, 9, 8) > heard, 2000), 'announced')
+      await new Promise(resolve => setTimeout(resolve, 200))
+      t.ok(d.alive, 'alive')
+      await d.stop()
+      fs.rmSync(stateFile)
+    })
+
+    await t.test('an interface unplugged and back: the target stays, serves again and is announced', async t => {
+      const d = await start('--add', `9 9 ${linkB.target} ${disk}`)
+      const b = TestInitiator.open(linkB.initiator, net.nsPath)
+      t.ok((await b.read({ major: 9, minor: 9, mac: interfaceMac(linkB.target) }, 0, 2, 2, 1)).equals(data.subarray(0, 2 * SECTOR)), 'serving')
+      b.close()
+      await net.removeLink(linkB)
+      t.ok(await until(async () => /gone/.test(await read('interfaces')), 2000), 'the interface shows as gone')
+      t.match(await read(`9.9@${linkB.target}/state`), /^serving/, 'the target is still configured')
+      // A new pair of the same names; the initiator listens before the target's end comes up.
+      await net.recreateLink(linkB, 1500, false)
+      const b2 = TestInitiator.open(linkB.initiator, net.nsPath)
+      t.teardown(() => b2.close())
+      await net.setLinkUp(linkB, true)
+      t.ok(await until(() => announcements(b2, 9, 9) > 0, 1000), 'announced within a second of the interface coming up')
+      t.ok((await b2.read({ major: 9, minor: 9, mac: interfaceMac(linkB.target) }, 0, 2, 2, 1)).equals(data.subarray(0, 2 * SECTOR)), 'and serving again')
+      await d.stop()
+      fs.rmSync(stateFile)
+    })
+
+    await t.test('SIGTERM: the requests in flight are answered before the daemon exits', async t => {
+      const d = await start('--add', `9 10 ${linkA.target} ${disk}`)
+      const target: TargetRef = { major: 9, minor: 10, mac: macA }
+      const frames = []
+      const replies = []
+      for (let i = 0; i < 64; i++) {
+        const f = a.ataFrame(target, 0x34, i * 2, 2, { data: crypto.randomBytes(2 * SECTOR) })
+        frames.push(f.frame)
+        replies.push(a.expect(f.tag, 1, 3000))
+      }
+      a.sendFrames(frames)
+      d.child.kill('SIGTERM')
+      const got = await Promise.all(replies)
+      const ok = got.filter(r => r.length === 1 && r[0].frame[27] === 0x40).length
+      const exit = await d.wait()
+      t.equal(exit.code, 0, 'exit 0')
+      // Frames that arrived before the signal was handled are answered; none is left hanging with the disk.
+      t.ok(ok > 0, `${ok} of 64 writes answered`)
+      t.equal(got.filter(r => r.length === 1 && r[0].frame[27] !== 0x40).length, 0, 'none answered with an error')
+      fs.rmSync(stateFile, { force: true })
+    })
+  })
+}
+
+function formatMacOf (mac: number): string {
+  return mac.toString(16).padStart(12, '0').replace(/(..)(?!$)/g, '$1:')
+}
