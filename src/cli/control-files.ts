@@ -85,6 +85,8 @@ export interface TargetView {
   sectors: number
   path: string
   busy: number
+  /** Why it is not serving (restored, or from the exports file, before its interface or backing appeared); undefined: serving. */
+  waiting?: string
   readOnly: boolean
   shared: boolean
   direct: boolean
@@ -124,18 +126,20 @@ async function readTarget (dir: string, name: string): Promise<TargetView | unde
   const d = join(dir, name)
   const text = (file: string): Promise<string> => readFile(join(d, file), 'utf8')
   try {
-    const [scnt, bpath, busy, stat, ro, shared, direct, offset, acl, cache, bufcnt, latency] = await Promise.all([
+    const [scnt, bpath, busy, stat, ro, shared, direct, offset, acl, cache, bufcnt, latency, state] = await Promise.all([
       text('scnt'), text('bpath'), text('busy'), text('stat'),
       optional(join(d, 'ro'), '0'), optional(join(d, 'shared'), '0'), optional(join(d, 'direct'), '0'),
       optional(join(d, 'offset'), '0'), optional(join(d, 'acl'), ''), optional(join(d, 'cache'), '-'),
-      optional(join(d, 'bufcnt'), '0'), optional(join(d, 'latency'), '0 0'),
+      optional(join(d, 'bufcnt'), '0'), optional(join(d, 'latency'), '0 0'), optional(join(d, 'state'), 'serving'),
     ])
+    const waiting = /^waiting: ?(.*)$/s.exec(state.trim())
     return {
       name,
       ...addr,
       sectors: number(scnt.trim(), `${name}/scnt`),
       path: bpath.replace(/\n$/, ''),
       busy: number(busy.trim(), `${name}/busy`),
+      ...(waiting !== null ? { waiting: waiting[1] } : {}),
       readOnly: ro.trim() === '1',
       shared: shared.trim() === '1',
       direct: direct.trim() === '1',

@@ -65,17 +65,21 @@ export const STATUS_COLUMNS: Column[] = [
   { header: 'BACKING', align: 'left' },
 ]
 
-/** One line per target: address, link, size, requests in flight, options, backing path. */
+/**
+ * One line per target: address, link, size, requests in flight, options, backing path;
+ * then, for each target that waits (its interface or backing is not there yet), why.
+ */
 export function formatStatus (view: Pick<ControlPlaneView, 'targets' | 'interfaces'>): string {
   const rows = view.targets.map(t => [
     t.name,
-    view.interfaces.get(t.ifname)?.link ?? '-',
+    t.waiting !== undefined ? 'waiting' : view.interfaces.get(t.ifname)?.link ?? '-',
     formatSize(t.sectors),
     String(t.busy),
     formatTargetOptions(t),
     t.path,
   ])
-  return formatTable(STATUS_COLUMNS, rows)
+  const waiting = view.targets.filter(t => t.waiting !== undefined).map(t => `${t.name}: waiting: ${t.waiting ?? ''}\n`)
+  return formatTable(STATUS_COLUMNS, rows) + waiting.join('')
 }
 
 /** One target's activity over an interval, per second (latency: average milliseconds). */

@@ -3,7 +3,7 @@ import t from 'tap'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { Daemon } from '../helpers/daemon'
+import { Daemon, KVBLADE } from '../helpers/daemon'
 import { TestNetwork, networkTestsUnavailable, skipLoudly } from '../helpers/netns'
 import { TestInitiator } from '../helpers/initiator'
 
@@ -57,6 +57,18 @@ if (unavailable !== null) {
       t.match(d.stderr, message, `${name}: message`)
       t.match(d.stderr, /^kvblade: cannot add "/m, `${name}: one clear line`)
     }
+  })
+
+  t.test('a backing the daemon may not open: EACCES, said as such', async t => {
+    const { net, img } = await setUp(t)
+    fs.chmodSync(img, 0o000)
+    t.teardown(() => fs.chmodSync(img, 0o644))
+    // Root without the capabilities that override file modes, as a hardened service may run.
+    const d = Daemon.spawnCommand('setpriv', ['--bounding-set', '-dac_override,-dac_read_search', process.execPath, KVBLADE,
+      'start', '--no-mount', '--no-state', '--add', `9 0 ${net.links[0].target} ${img}`])
+    const exit = await d.wait()
+    t.same(exit, { code: 1, signal: null }, 'exit status 1')
+    t.match(d.stderr, /cannot add .*: cannot open .* read-write: EACCES: permission denied/, 'the errno of the open, not ENOENT')
   })
 
   t.test('shelf 4095 is accepted with a warning (the Linux initiator refuses it)', async t => {

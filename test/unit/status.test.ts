@@ -112,6 +112,10 @@ t.test('formatStatus: one line per target, header, link state from interfaces', 
     '9.1@eth1    down   1.0GiB     0  ro,acl=1,cache=writethrough,bufcnt=64  /dev/vg0/vm1\n' +
     '10.0@veth9  -        512B     0  rw,cache=writethrough,bufcnt=64        /tmp/tiny\n')
   t.equal(formatStatus({ targets: [], interfaces: new Map() }), 'TARGET  LINK  SIZE  BUSY  OPTIONS  BACKING\n', 'no targets: the header alone')
+  t.equal(formatStatus({ targets: [target('9.2@eth7', { sectors: 0, path: '/srv/x.img', waiting: 'no interface eth7' })], interfaces: new Map() }),
+    'TARGET    LINK     SIZE  BUSY  OPTIONS                          BACKING\n' +
+    '9.2@eth7  waiting    0B     0  rw,cache=writethrough,bufcnt=64  /srv/x.img\n' +
+    '9.2@eth7: waiting: no interface eth7\n', 'a waiting target, and why')
 })
 
 t.test('compareTargets: numeric major, minor, then interface', async t => {
