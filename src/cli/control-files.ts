@@ -6,7 +6,8 @@
 import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { parseTargetName } from '../../fuse/tree'
+import { TARGET_STAT_FIELDS, parseTargetName } from '../../fuse/tree'
+import type { TargetStats } from '../control/control'
 import { kvbladeMounts, readMounts, type MountEntry } from '../../fuse/mountinfo'
 import { DEFAULT_MOUNT } from './args'
 
@@ -26,20 +27,8 @@ export async function findControlPlane (explicit?: string): Promise<string> {
   return chooseControlPlane(explicit, explicit === undefined ? await readMounts() : [])
 }
 
-/** A target's `stat` line; fields past the eight known ones (newer daemons add some) are ignored. */
-export interface TargetCounters {
-  reads: number
-  readSectors: number
-  writes: number
-  writeSectors: number
-  flushes: number
-  errors: number
-  inFlight: number
-  frames: number
-}
-
-const STAT_FIELDS: ReadonlyArray<keyof TargetCounters> =
-  ['reads', 'readSectors', 'writes', 'writeSectors', 'flushes', 'errors', 'inFlight', 'frames']
+/** A target's `stat` line, in the field order the control plane writes it. */
+export type TargetCounters = TargetStats
 
 function number (text: string, what: string): number {
   const n = Number(text)
@@ -47,11 +36,13 @@ function number (text: string, what: string): number {
   return n
 }
 
+/** Fields a daemon older than the sync counters leaves out read as 0; unknown later ones are ignored. */
 export function parseTargetStat (text: string): TargetCounters {
   const words = text.trim().split(/\s+/)
-  if (words.length < STAT_FIELDS.length) throw new Error(`stat: expected ${STAT_FIELDS.length} counters, got "${text.trim()}"`)
+  const known = 8
+  if (words.length < known) throw new Error(`stat: expected at least ${known} counters, got "${text.trim()}"`)
   const out = {} as TargetCounters
-  STAT_FIELDS.forEach((f, i) => { out[f] = number(words[i], `stat ${f}`) })
+  TARGET_STAT_FIELDS.forEach((f, i) => { out[f] = i < words.length ? number(words[i], `stat ${f}`) : 0 })
   return out
 }
 

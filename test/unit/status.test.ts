@@ -25,24 +25,26 @@ function target (name: string, over: Partial<TargetView> = {}): TargetView {
     aclCount: 0,
     cache: 'writethrough',
     bufferCount: 64,
-    counters: { reads: 0, readSectors: 0, writes: 0, writeSectors: 0, flushes: 0, errors: 0, inFlight: 0, frames: 0 },
+    counters: { reads: 0, readSectors: 0, writes: 0, writeSectors: 0, flushes: 0, errors: 0, inFlight: 0, frames: 0, syncs: 0, syncedWrites: 0 },
     latency: { count: 0, sum: 0 },
     ...over,
   }
 }
 
-t.test('parseTargetStat: the eight counters by position, more fields ignored', async t => {
+t.test('parseTargetStat: the ten counters by position, an older eight-field line reads syncs as 0, more fields ignored', async t => {
   const cases: Array<[string, string, number[]]> = [
-    ['eight', '      10       80        3       24        1        2        0       17\n', [10, 80, 3, 24, 1, 2, 0, 17]],
-    ['ten (syncs, syncedWrites)', '       1        2        3        4        5        6        7        8        9       10\n', [1, 2, 3, 4, 5, 6, 7, 8]],
-    ['single spaces, no newline', '1 2 3 4 5 6 7 8', [1, 2, 3, 4, 5, 6, 7, 8]],
+    ['eight (a daemon without sync counters)', '      10       80        3       24        1        2        0       17\n', [10, 80, 3, 24, 1, 2, 0, 17, 0, 0]],
+    ['ten (syncs, syncedWrites)', '       1        2        3        4        5        6        7        8        9       10\n', [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]],
+    ['eleven: the unknown one is ignored', '1 2 3 4 5 6 7 8 9 10 11\n', [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]],
+    ['single spaces, no newline', '1 2 3 4 5 6 7 8', [1, 2, 3, 4, 5, 6, 7, 8, 0, 0]],
   ]
   for (const [name, text, want] of cases) {
     const c = parseTargetStat(text)
-    t.same([c.reads, c.readSectors, c.writes, c.writeSectors, c.flushes, c.errors, c.inFlight, c.frames], want, name)
+    t.same([c.reads, c.readSectors, c.writes, c.writeSectors, c.flushes, c.errors, c.inFlight, c.frames, c.syncs, c.syncedWrites], want, name)
   }
-  t.throws(() => parseTargetStat('1 2 3\n'), /expected 8 counters/)
+  t.throws(() => parseTargetStat('1 2 3\n'), /expected at least 8 counters/)
   t.throws(() => parseTargetStat('1 2 3 4 5 6 7 x\n'), /not a number/)
+  t.throws(() => parseTargetStat('1 2 3 4 5 6 7 8 9 y\n'), /not a number/)
 })
 
 t.test('parseLatency and parseInterfaces', async t => {
@@ -126,7 +128,7 @@ t.test('compareTargets: numeric major, minor, then interface', async t => {
 
 t.test('computeRates', async t => {
   const c = (reads: number, readSectors: number, writes: number, writeSectors: number, errors = 0): TargetView['counters'] =>
-    ({ reads, readSectors, writes, writeSectors, flushes: 0, errors, inFlight: 0, frames: 0 })
+    ({ reads, readSectors, writes, writeSectors, flushes: 0, errors, inFlight: 0, frames: 0, syncs: 0, syncedWrites: 0 })
   const cases: Array<{ name: string, prev: TargetView[], cur: TargetView[], seconds: number, want: TargetRates[] }> = [
     {
       name: 'reads and writes over 2 s, latency average of the interval only',
