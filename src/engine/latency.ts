@@ -1,6 +1,7 @@
 /**
  * Request latencies of a target, request received to reply queued, in fixed buckets:
- * recording one costs a clock read and a short scan, no allocation.
+ * recording one is a short scan, no allocation (the caller reads the clock, once per
+ * receive batch where it can: see ata-exchange.ts).
  */
 import { performance } from 'node:perf_hooks'
 import type { LatencyHistogram } from '../control/control'
@@ -18,9 +19,9 @@ export class Latency {
   private sum = 0
   private count = 0
 
-  /** A request that started at `startMs` (from now()) is answered. */
-  record (startMs: number): void {
-    const seconds = (now() - startMs) / 1000
+  /** A request received at `startMs` was answered at `endMs` (both from now()). */
+  record (startMs: number, endMs: number): void {
+    const seconds = (endMs - startMs) / 1000
     let i = 0
     while (seconds > LATENCY_BOUNDS[i]) i++
     this.counts[i]++

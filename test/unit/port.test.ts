@@ -260,3 +260,30 @@ t.test('link facts come from the link state: one sync per batch of queries, not 
   r.io.deliver([configFrame(9, 0).frame])
   t.equal(configOf(r.io.sent[200]).sectorsPerCommand, 17, 'a new MTU shows in the next answer')
 })
+
+t.test('latency: every answered request is recorded; one held by the disk counts the time it was held', { skip: uringMissing || shmMissing }, async t => {
+  // Answered inside its batch (reads from the map of a file in RAM).
+  const engine = UringEngine.open(256)
+  t.teardown(() => engine.close())
+  const r = await rig(t, '/dev/shm', engine)
+  const frames: Buffer[] = []
+  for (let i = 0; i < 20; i++) frames.push(ataFrame(9, 0, READ, i * 2, 2).frame)
+  r.io.deliver(frames)
+  await r.replies(20)
+  const inBatch = r.target.latency.snapshot()
+  t.equal(inBatch.count, 20, 'each read of the batch is recorded')
+  t.ok(inBatch.sum >= 0 && inBatch.sum < 20 * 0.05, `answered within the batch: ${inBatch.sum} s in all`)
+
+  // Held by the disk for 60 ms after its batch closed: timed when it is answered.
+  const held = new HeldEngine()
+  const h = await rig(t, '/var/tmp', held)
+  h.io.deliver([ataFrame(9, 0, READ, 0, 2).frame, ataFrame(9, 0, WRITE, 8, 2, { data: Buffer.alloc(2 * SECTOR, 7) }).frame])
+  t.equal(h.target.latency.snapshot().count, 0, 'nothing recorded while the disk holds both')
+  await new Promise(resolve => setTimeout(resolve, 60))
+  held.runHeld()
+  await h.replies(2)
+  const after = h.target.latency.snapshot()
+  t.equal(after.count, 2, 'both recorded once answered')
+  t.ok(after.sum / 2 >= 0.055, `each took the time it was held (${(after.sum / 2 * 1000).toFixed(1)} ms average)`)
+  t.equal(after.counts[after.counts.length - 1], 2, 'the cumulative buckets end at the count')
+})
