@@ -39,7 +39,7 @@ function number (text: string, what: string): number {
 /** Fields a daemon older than the sync counters leaves out read as 0; unknown later ones are ignored. */
 export function parseTargetStat (text: string): TargetCounters {
   const words = text.trim().split(/\s+/)
-  const known = 8
+  const known = TARGET_STAT_FIELDS.indexOf('syncs')
   if (words.length < known) throw new Error(`stat: expected at least ${known} counters, got "${text.trim()}"`)
   const out = {} as TargetCounters
   TARGET_STAT_FIELDS.forEach((f, i) => { out[f] = i < words.length ? number(words[i], `stat ${f}`) : 0 })
