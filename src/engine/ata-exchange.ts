@@ -101,10 +101,11 @@ export class AtaExchanges implements ExchangeCounters {
   private readonly answeredTargets: Target[] = []
   private readonly answeredStarted: Float64Array
 
-  /** `onFault`: a disk request failed (the reply is an ATA error all the same). */
+  /** `onFault`: a disk request failed (the reply is an ATA error all the same); `warn`: where our own failures go. */
   constructor (
     private readonly tx: TxQueue, slots: number, batchSize: number,
     private readonly onFault: (t: Target, store: BackingStore, op: string, err: NodeJS.ErrnoException, offset: number) => void = () => {},
+    private readonly warn: (message: string) => void = () => {},
   ) {
     this.exchanges = new Array(slots)
     this.staged = new Array(batchSize)
@@ -259,6 +260,15 @@ export class AtaExchanges implements ExchangeCounters {
     targets.length = 0
   }
 
+  /** Tells the engine of a failed request; the reply (an ATA error) goes whatever happens there. */
+  private reportFault (t: Target, store: BackingStore, op: string, err: NodeJS.ErrnoException, offset: number): void {
+    try {
+      this.onFault(t, store, op, err, offset)
+    } catch (e) {
+      this.warn(`${t.name}: reporting a failed ${op} (${err.message}): ${(e as Error).stack}`)
+    }
+  }
+
   /** The disk answered: finish the reply and queue it. */
   complete (ex: Exchange, err: NodeJS.ErrnoException | null): void {
     const t = ex.target
@@ -273,7 +283,7 @@ export class AtaExchanges implements ExchangeCounters {
     const sectors = plan.length / SECTOR_SIZE
     if (err !== null) {
       t.errors++
-      if (store !== null) this.onFault(t, store, IO_KIND_NAMES[ex.kind], err, ex.offset)
+      if (store !== null) this.reportFault(t, store, IO_KIND_NAMES[ex.kind], err, ex.offset)
     } else if (ex.step === AtaStep.Read) {
       t.reads++
       t.readSectors += sectors
@@ -325,7 +335,7 @@ export class AtaExchanges implements ExchangeCounters {
     ex.store = null
     ex.mappedFor = null
     if (!ok && t !== null && store !== null) {
-      this.onFault(t, store, 'read', Object.assign(new Error(`short read at byte ${ex.offset}`), { code: 'EIO', short: true }), ex.offset)
+      this.reportFault(t, store, 'read', Object.assign(new Error(`short read at byte ${ex.offset}`), { code: 'EIO', short: true }), ex.offset)
     }
     return ok
   }
@@ -340,7 +350,7 @@ export class AtaExchanges implements ExchangeCounters {
     this.tx.queue(ex.slot, ATA_HEADER_LENGTH)
     if (store !== null) {
       store.mappedReadDone(ex)
-      if (t !== null) this.onFault(t, store, 'read', Object.assign(new Error(`no data at byte ${ex.offset}: the file ends before it`), { code: 'EFAULT', short: true, errno: -errno }), ex.offset)
+      if (t !== null) this.reportFault(t, store, 'read', Object.assign(new Error(`no data at byte ${ex.offset}: the file ends before it`), { code: 'EFAULT', short: true, errno: -errno }), ex.offset)
     }
   }
 

@@ -64,8 +64,8 @@ export class Port {
   constructor (io: FrameIo, private readonly options: PortOptions) {
     this.frameIo = io
     this.warn = options.warn ?? (msg => debug('%s', msg))
-    this.tx = new TxQueue(io)
-    this.exchanges = new AtaExchanges(this.tx, TX_SLOTS, io.rxSlots, options.onFault)
+    this.tx = new TxQueue(io, this.warn)
+    this.exchanges = new AtaExchanges(this.tx, TX_SLOTS, io.rxSlots, options.onFault, this.warn)
     io.onReadable(() => this.receive())
   }
 
@@ -162,11 +162,20 @@ export class Port {
       } catch (err) {
         this.warn(`${this.ifname}: disk requests of a batch failed to start: ${(err as Error).message}`)
       }
-      this.options.disk.kick()
+      // Engines answer their own failures; a throw here is a bug, and the batch must still be answered.
+      try {
+        this.options.disk.kick()
+      } catch (err) {
+        this.warn(`${this.ifname}: the disk engine failed at the end of a batch: ${(err as Error).stack}`)
+      }
     } finally {
       this.exchanges.closeBatch()
       this.tx.inBatch = false
-      this.tx.flush()
+      try {
+        this.tx.flush()
+      } catch (err) {
+        this.warn(`${this.ifname}: sending the replies of a batch failed: ${(err as Error).stack}`)
+      }
     }
   }
 

@@ -68,7 +68,8 @@ export class TxQueue {
   private closed = false
   private readonly flushLater = (): void => this.flush()
 
-  constructor (private io: FrameIo) {
+  /** `warn`: where failures that are not the initiator's are reported. */
+  constructor (private io: FrameIo, private readonly warn: (message: string) => void = msg => debug('%s', msg)) {
     this.arena = alignedBuffer(TX_SLOTS * TX_SLOT_SIZE)
     // Slot 0 on top of the stack: low slots are reused first.
     for (let i = 0; i < TX_SLOTS; i++) this.freeSlots[i] = TX_SLOTS - 1 - i
@@ -204,7 +205,13 @@ export class TxQueue {
     }
     if (failed !== null) {
       // Answered now, in the slots the failed replies had.
-      for (const [owner, errno] of failed) owner.mappedFailed(errno)
+      for (const [owner, errno] of failed) {
+        try {
+          owner.mappedFailed(errno)
+        } catch (err) {
+          this.warn(`${this.io.link.name}: answering a failed mapped send: ${(err as Error).stack}`)
+        }
+      }
       this.requestFlush()
     }
   }

@@ -26,5 +26,5 @@ export function openDiskEngine (
     }
   }
   debug('disk I/O: libuv thread pool')
-  return new ThreadPoolEngine()
+  return new ThreadPoolEngine(undefined, warn)
 }

@@ -1,7 +1,10 @@
 import fs from 'node:fs'
+import createDebug from 'debug'
 import type { BlockRequest } from './block-request'
 import type { DiskEngine, DiskFile } from './disk-engine'
-import { IoKind } from './ordering'
+import { IO_KIND_NAMES, IoKind } from './ordering'
+
+const debug = createDebug('kvblade:store')
 
 /** The asynchronous calls the thread-pool engine makes; tests substitute slow or failing ones. */
 export interface BackingIo {
@@ -25,15 +28,27 @@ export const nodeFsIo: BackingIo = {
 export class ThreadPoolEngine implements DiskEngine {
   readonly inline = false
 
-  constructor (private readonly io: BackingIo = nodeFsIo) {}
+  /** `warn`: where a completion that throws (a bug above us) is reported. */
+  constructor (private readonly io: BackingIo = nodeFsIo, private readonly warn: (message: string) => void = msg => debug('%s', msg)) {}
 
   transfer (file: DiskFile, req: BlockRequest, done: number): void {
     const op = req.kind === IoKind.Read ? this.io.read : this.io.write
-    op(file.fd, req.buffer, req.bufferOffset + done, req.length - done, req.offset + done, req.onTransfer)
+    op(file.fd, req.buffer, req.bufferOffset + done, req.length - done, req.offset + done, (err, bytes) => {
+      this.answer(req, () => req.onTransfer(err, bytes))
+    })
   }
 
   sync (file: DiskFile, req: BlockRequest): void {
-    this.io.fdatasync(file.fd, req.onSync)
+    this.io.fdatasync(file.fd, err => this.answer(req, () => req.onSync(err)))
+  }
+
+  /** A throw out of an fs callback would be uncaught (the end of the daemon): it is logged instead. */
+  private answer (req: BlockRequest, complete: () => void): void {
+    try {
+      complete()
+    } catch (err) {
+      this.warn(`answering a ${IO_KIND_NAMES[req.kind]} at byte ${req.offset} failed: ${(err as Error).stack}`)
+    }
   }
 
   kick (): void {}

@@ -264,10 +264,15 @@ export class UringEngine implements DiskEngine {
     this.finish(req, result)
   }
 
+  /** Answers one request. A throw from its owner (a bug) is logged: it must not strand the others answered with it. */
   private finish (req: BlockRequest, result: number): void {
-    if (req.kind === IoKind.Flush) req.onSync(result < 0 ? errnoError(-result, req) : null)
-    else if (result < 0) req.onTransfer(errnoError(-result, req), 0)
-    else req.onTransfer(null, result)
+    try {
+      if (req.kind === IoKind.Flush) req.onSync(result < 0 ? errnoError(-result, req) : null)
+      else if (result < 0) req.onTransfer(errnoError(-result, req), 0)
+      else req.onTransfer(null, result)
+    } catch (err) {
+      this.warn(`answering a ${IO_KIND_NAMES[req.kind]} at byte ${req.offset} failed: ${(err as Error).stack}`)
+    }
   }
 
   release (buffer: Buffer): Promise<void> {
