@@ -274,7 +274,7 @@ class Uring : public Napi::ObjectWrap<Uring> {
       for (uint32_t k = 0; k < maps.Length(); k++) {
         MappedBytes m = FileMapBytes(maps.Get(k));
         if (!m.writable) m = {nullptr, 0, false};
-        maps_.push_back(MapUse{m, 0, false, -1});
+        maps_.push_back(MapUse{m, 0, SIZE_MAX, false, -1});
       }
     }
     ValidateRows(env, rows.Data(), count, static_cast<double>(maps_.size()));
@@ -325,24 +325,31 @@ class Uring : public Napi::ObjectWrap<Uring> {
   }
 
   // A write row copied into its file's mapping; pwrite where the mapping cannot take
-  // it: closed, not writable, or beyond the end of the file (which may have shrunk
-  // since it was mapped). Only pwrite grows a file: bytes copied past its end, into
-  // the tail of its last page, would not be part of it. The size is read once per
-  // call; a file shrinking during the call makes the copy fault, and pwrite does it.
+  // it: closed, not writable, or beyond the map (the file grew since it was mapped).
+  // A mapped file is one whose size the store knows, so a row reaching past the end
+  // of a regular file means the file shrank underneath: it writes nothing (result 0,
+  // a short write the store answers with an error) rather than grow the file back.
+  // The size is read once per call, and again if the copy faults (SIGBUS: the file
+  // shrank during the call, or a hole on a full tmpfs, where pwrite gives ENOSPC).
   int32_t RunMappedWrite(const double* row) {
     MapUse& m = maps_[static_cast<size_t>(row[kColMap]) - 1];
     size_t len = static_cast<size_t>(row[kColLength]);
     auto pos = static_cast<size_t>(row[kColPosition]);
     int fd = static_cast<int>(row[kColFd]);
     if (!m.sized && m.file.data != nullptr) {
-      struct stat st;
       m.size = 0;  // unknown: every row goes by pwrite
-      if (fstat(fd, &st) == 0) m.size = S_ISBLK(st.st_mode) ? m.file.length : std::min(m.file.length, static_cast<size_t>(st.st_size));
+      m.end = SIZE_MAX;
+      ReadSize(fd, m);
       m.sized = true;
     }
+    if (pos > m.end || len > m.end - pos) return 0;
     const Arena& a = arenas_[static_cast<size_t>(row[kColArena])];
     if (m.file.data == nullptr || pos > m.size || len > m.size - pos ||
         !GuardedCopy(m.file.data + pos, a.data + static_cast<size_t>(row[kColOffset]), len)) {
+      if (m.file.data != nullptr && pos + len <= m.size) {
+        ReadSize(fd, m);  // the copy faulted: has the file shrunk?
+        if (pos > m.end || len > m.end - pos) return 0;
+      }
       counters_[kMapFallbacks]++;
       return RunRow(row);
     }
@@ -350,6 +357,7 @@ class Uring : public Napi::ObjectWrap<Uring> {
     m.written_fd = fd;
     return static_cast<int32_t>(len);
   }
+
 
   // One read or write row with pread/pwrite, retried until done: bytes, or -errno.
   int32_t RunRow(const double* row) {
@@ -556,14 +564,26 @@ class Uring : public Napi::ObjectWrap<Uring> {
   uint32_t capacity_ = 0;
   struct iovec iov_[kMaxIov];  // runInline's vectors
   // runInline's maps, by the index rows give. size: the bytes of the file it may take
-  // writes to, read at its first write row (sized); written_fd: a row was copied in.
+  // writes to, and end: where the file ends, read at its first write row (sized);
+  // written_fd: a row was copied in.
   struct MapUse {
     MappedBytes file;
     size_t size;
+    size_t end;
     bool sized;
     int written_fd;
   };
   std::vector<MapUse> maps_;
+
+  // What of the file the map may take (size) and where a regular file ends (end;
+  // SIZE_MAX for a device, which refuses writes past its end itself).
+  static void ReadSize(int fd, MapUse& m) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return;
+    bool device = S_ISBLK(st.st_mode);
+    m.end = device ? SIZE_MAX : static_cast<size_t>(st.st_size);
+    m.size = device ? m.file.length : std::min(m.file.length, static_cast<size_t>(st.st_size));
+  }
   uint32_t in_flight_ = 0;
   double* ops_ = nullptr;
   uint32_t* tags_ = nullptr;

@@ -2,7 +2,8 @@
 // of the file, the kernel copying page cache into the frame, and its writes are copied
 // into that map. Checks over veth that the data is right, that a read sees the writes
 // that arrived before it in the same batch, and that a file shrunk under the daemon
-// costs neither a write nor the daemon.
+// gets ATA errors past its new end (never a grown-back file, never silence), is served
+// at its new size, and costs nothing else.
 import t from 'tap'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -98,18 +99,30 @@ if (unavailable !== null) {
       t.same(wrong, [], '32 interleaved reads, every one with the right data')
     })
 
-    await t.test('a write after the file shrank under the map still lands, and the daemon lives', async t => {
-      // The mapping now reaches past the end of the file: copying there raises SIGBUS,
-      // which the daemon survives by writing with pwrite instead (growing the file).
+    await t.test('a write past the end of a file that shrank under the map is refused, the file does not grow, and the new size is served', async t => {
+      // The mapping now reaches past the end of the file. A write there must neither
+      // land in the map's tail (lost) nor grow the file back (the admin shrank it): it
+      // gets an ATA error, is logged, and the daemon reads the size again at once.
       fs.truncateSync(disk, 4 << 20)
       const lba = (6 << 20) / SECTOR
-      const data = crypto.randomBytes(8 * SECTOR)
-      await a.write(target, lba, data, 2, 4)
-      t.equal(fs.statSync(disk).size, (6 << 20) + data.length, 'written by pwrite, which grew the file')
-      t.ok(fs.readFileSync(disk).subarray(lba * SECTOR, lba * SECTOR + data.length).equals(data), 'the data is in the file')
-      t.ok((await a.read(target, lba, 8, 2, 4)).equals(data), 'and is read back over AoE')
+      const refused = await a.ata(target, 0x34, lba, 2, { data: crypto.randomBytes(2 * SECTOR), tries: 1 })
+      t.equal(refused.status & 0x01, 0x01, 'ERR')
+      t.equal(refused.error, 0x04, 'ABRT')
+      t.equal(fs.statSync(disk).size, 4 << 20, 'the file did not grow')
+      await daemon.waitFor(/9\.3@\S+: write short: .*disk\.img/)
+      await daemon.waitFor(/9\.3@\S+: \S+disk\.img is now 8192 sectors/)
+      t.equal((await a.identify(target)).sectors, 8192, 'IDENTIFY gives the new size')
+      const past = await a.ata(target, 0x34, lba, 2, { data: crypto.randomBytes(2 * SECTOR) })
+      t.equal(past.error, 0x10, 'past the new end: IDNF, refused before the disk')
+      const inside = crypto.randomBytes(8 * SECTOR)
+      await a.write(target, 1000, inside, 2, 4)
+      t.ok((await a.read(target, 1000, 8, 2, 4)).equals(inside), 'inside the new size, writes and reads go on')
       fs.truncateSync(disk, 8 << 20)
-      t.ok((await a.read(target, 1000, 256, 2, 64)).equals(hostData), 'the daemon serves on')
+      const fd = fs.openSync(disk, 'r+')
+      fs.writeSync(fd, hostData, 0, hostData.length, 1000 * SECTOR)
+      fs.closeSync(fd)
+      await daemon.waitFor(/9\.3@\S+: \S+disk\.img is now 16384 sectors/)
+      t.ok((await a.read(target, 1000, 256, 2, 64)).equals(hostData), 'grown back, the daemon serves the whole file')
     })
 
     await t.test('a read from the map of a file truncated underneath gets an ATA error, not silence', async t => {

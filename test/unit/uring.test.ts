@@ -230,7 +230,7 @@ test('runInline copies write rows into a writable map of their file, and stamps 
   t.throws(() => ring.runInline(rows, results, 1, [map]), RangeError, 'a fractional map column is refused')
 })
 
-test('a write the map cannot take is done by pwrite: past the end of a shrunk file, map closed or read-only', async t => {
+test('a mapped write never grows a file that shrank; one the map cannot take is done by pwrite: map closed, read-only or too small', async t => {
   const { file, fd, ring, arena, id } = nowFixture(t, 'shrunk.bin', 64 * 1024, 16, 8 * 4096)
   const map = mapFile(fd, 64 * 1024, true)
   t.teardown(() => map.close())
@@ -242,20 +242,21 @@ test('a write the map cannot take is done by pwrite: past the end of a shrunk fi
     ring.runInline(rows, results, 1, maps)
     return results[0]
   }
-  // Past the end of the file, only pwrite stores data as part of it (growing it). In
-  // the tail of the last page a copy would not even fault, and would be lost.
+  // A mapped file's size is known to its store: a row past the end of the file means
+  // the file shrank underneath. Nothing is written (0 bytes: the store answers with an
+  // error and looks at the size again), neither into the map's tail nor by pwrite.
   fs.ftruncateSync(fd, 16 * 1024 + 512)
-  t.equal(write(16 * 1024 + 512, 0x9f, [map]), 4096, 'a write from the middle of the last page succeeds')
-  t.equal(fs.statSync(file).size, 20 * 1024 + 512, 'pwrite grew the file to hold it')
+  t.equal(write(16 * 1024, 0x9f, [map]), 0, 'a write across the end of the file writes nothing')
+  t.equal(fs.statSync(file).size, 16 * 1024 + 512, 'the file did not grow')
   fs.ftruncateSync(fd, 16 * 1024)
-  t.equal(write(40 * 1024, 0xa1, [map]), 4096, 'a write pages past the end succeeds')
-  t.same([ring.counters.mapped, ring.counters.mapFallbacks], [0, 2], 'both by pwrite')
-  t.equal(fs.statSync(file).size, 44 * 1024, 'pwrite grew the file')
-  t.ok(fs.readFileSync(file).subarray(40 * 1024, 44 * 1024).every(b => b === 0xa1), 'the data is in the file')
+  t.equal(write(40 * 1024, 0xa1, [map]), 0, 'a write pages past the end writes nothing')
+  t.equal(fs.statSync(file).size, 16 * 1024, 'the file did not grow')
+  t.same([ring.counters.mapped, ring.counters.mapFallbacks], [0, 0], 'neither copied nor written by pwrite')
   // Within the file again, the map takes writes as before.
   t.equal(write(8 * 1024, 0xb2, [map]), 4096)
   t.equal(ring.counters.mapped, 1, 'copied into the map once the range is inside the file')
   t.ok(fs.readFileSync(file).subarray(8 * 1024, 12 * 1024).every(b => b === 0xb2))
+  fs.ftruncateSync(fd, 64 * 1024)
 
   const readOnly = mapFile(fd, 64 * 1024)
   t.teardown(() => readOnly.close())
@@ -264,10 +265,11 @@ test('a write the map cannot take is done by pwrite: past the end of a shrunk fi
   t.equal(write(20 * 1024, 0xd4, [map]), 4096, 'a closed map: pwrite')
   const small = mapFile(fd, 8 * 1024, true)
   t.teardown(() => small.close())
-  t.equal(write(20 * 1024, 0xe5, [small]), 4096, 'a range beyond the map: pwrite')
-  t.same([ring.counters.mapped, ring.counters.mapFallbacks], [1, 5], 'three more fallbacks')
+  t.equal(write(20 * 1024, 0xe5, [small]), 4096, 'a range beyond the map (the file grew since): pwrite')
+  t.same([ring.counters.mapped, ring.counters.mapFallbacks], [1, 3], 'three fallbacks')
   const disk = fs.readFileSync(file)
   t.ok(disk.subarray(12 * 1024, 16 * 1024).every(b => b === 0xc3) && disk.subarray(20 * 1024, 24 * 1024).every(b => b === 0xe5), 'each fallback wrote its data')
+  t.equal(disk.length, 64 * 1024, 'and none grew the file')
 })
 
 // A fault inside the copy: a hole in a full tmpfs has no page to give the mapping, so
