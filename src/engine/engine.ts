@@ -183,8 +183,12 @@ export class Engine implements Control {
     return diskOptions(cmd.options ?? {}, { direct: this.options.direct === true, cache: this.options.cache ?? 'writethrough' })
   }
 
-  /** Opens and locks a backing for an export; the slice must lie inside it. */
-  private async openExport (path: string, o: DiskOptions): Promise<Export> {
+  /**
+   * Opens and locks a backing for an export; the slice must lie inside it, and no other
+   * address of this daemon may export the same file unless both are read-only or
+   * `shared` (`replacing`: the export a readd swaps out, which does not count).
+   */
+  private async openExport (path: string, o: DiskOptions, replacing?: Export): Promise<Export> {
     let store: BackingStore
     try {
       store = await BackingStore.open(path, this.disk, { direct: o.direct, readOnly: o.readOnly })
@@ -198,12 +202,29 @@ export class Engine implements Control {
         throw new ControlError('EINVAL', `offset=${o.offset}${o.length === undefined ? '' : ` length=${o.length}`} lies past the end of ${path} (${store.sectors} sectors)`)
       }
       disk.identity = await this.locks.acquire(path, disk, !o.readOnly && !o.shared)
+      this.checkOneExporter(disk, replacing)
     } catch (err) {
+      if (disk.identity !== '') this.locks.release(disk.identity, disk)
       await store.close()
       throw refusal(err)
     }
     if (o.direct && !store.direct) this.warn(`${path}: the file system refuses O_DIRECT; using buffered I/O`)
     return disk
+  }
+
+  /**
+   * The lock keeps other processes off a disk; within this daemon two addresses on one
+   * file would be two disks to the initiators (each with its own ordering here), and a
+   * host mounting both corrupts it. Allowed only where neither writes exclusively.
+   */
+  private checkOneExporter (disk: Export, replacing: Export | undefined): void {
+    const exclusive = (o: DiskOptions): boolean => !o.readOnly && !o.shared
+    for (const [address, other] of this.exports) {
+      if (other === replacing || other.identity !== disk.identity) continue
+      if (!exclusive(disk.options) && !exclusive(other.options)) continue
+      throw new ControlError('EBUSY', `${disk.store.path} is already exported by this daemon as ${address} (${other.store.path}): ` +
+        'one disk, one address; export it at that address on another interface, or read-only or shared on both')
+    }
   }
 
   private async closeExport (disk: Export): Promise<void> {
@@ -467,8 +488,10 @@ export class Engine implements Control {
     const target = e.target
     const old = target.disk
     const o = cmd.options === undefined ? old.options : this.diskOptionsOf(cmd)
-    const disk = await this.openExport(cmd.path, o)
-    // New requests go to the new store; the old one closes once its requests are done.
+    const disk = await this.openExport(cmd.path, o, old)
+    // New requests go to the new store, and start once the old one has answered all of
+    // its own (arrival order holds across the swap); then the old one closes.
+    disk.store.holdUntil(old.store.whenIdle())
     this.exports.set(`${target.major}.${target.minor}`, disk)
     for (const other of this.entries.values()) {
       const t = other.target

@@ -118,7 +118,10 @@ async function sizeOf (fd: number, st?: fs.Stats): Promise<number> {
 export class BackingStore implements BackingStoreInfo, RequestOwner, DiskFile {
   private readonly scheduler: OrderedScheduler<BlockRequest>
   private closed = false
-  private drained: (() => void) | null = null
+  /** Who waits for the store to have nothing in flight (whenIdle). */
+  private idleWaiters: Array<() => void> = []
+  /** Requests held back until an earlier store of the same target is idle (see holdUntil); null when not holding. */
+  private holding: BlockRequest[] | null = null
   /** Reads answered from `map` whose replies have not left yet, in no particular order. */
   private readonly mappedReads: BlockRequest[] = []
   /** Those of them the scheduler does not hold (answered at once: no write was outstanding). */
@@ -277,7 +280,7 @@ export class BackingStore implements BackingStoreInfo, RequestOwner, DiskFile {
 
   /** Requests accepted and not yet answered (mapped reads until their replies leave, writes until synced). */
   get inFlight (): number {
-    return this.scheduler.outstanding + this.mappedOutside + this.unsynced.length + (this.syncing?.length ?? 0)
+    return this.scheduler.outstanding + this.mappedOutside + this.unsynced.length + (this.syncing?.length ?? 0) + (this.holding?.length ?? 0)
   }
 
   /**
@@ -289,6 +292,17 @@ export class BackingStore implements BackingStoreInfo, RequestOwner, DiskFile {
       req.ioComplete(storeError('EIO', `${this.path} is closed`))
       return
     }
+    if (this.holding !== null) {
+      // Counted as blocked: a write holding the receive ring gets its data copied out at the batch's end.
+      req.blockers++
+      this.holding.push(req)
+      return
+    }
+    this.admit(req)
+  }
+
+  /** A request accepted: into the ordering (or answered from the map at once). */
+  private admit (req: BlockRequest): void {
     if (req.kind === IoKind.Write && this.mappedReads.length > 0) this.fixMappedReads(req)
     req.begin(this)
     // With no write outstanding a read conflicts with nothing: answered from the map at
@@ -355,7 +369,36 @@ export class BackingStore implements BackingStoreInfo, RequestOwner, DiskFile {
   }
 
   private checkDrained (): void {
-    if (this.drained !== null && this.inFlight === 0) this.drained()
+    if (this.idleWaiters.length === 0 || this.inFlight > 0) return
+    const waiters = this.idleWaiters
+    this.idleWaiters = []
+    for (const resolve of waiters) resolve()
+  }
+
+  /** Resolves once nothing is in flight (answered, synced, and every mapped reply gone). */
+  whenIdle (): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve()
+    return new Promise<void>(resolve => { this.idleWaiters.push(resolve) })
+  }
+
+  /**
+   * Holds every request submitted from now on until `before` resolves, then starts them
+   * in arrival order. A readd: the target's new store must not run a request ahead of
+   * one the old store still has (the same sectors, often the same file), nor a write
+   * ahead of an old mapped read whose reply has not left.
+   */
+  holdUntil (before: Promise<void>): void {
+    if (this.holding !== null) return
+    this.holding = []
+    const release = (): void => {
+      const held = this.holding ?? []
+      this.holding = null
+      for (const req of held) {
+        req.blockers--
+        this.admit(req)
+      }
+    }
+    before.then(release, release)
   }
 
   /** @internal */ continueTransfer (req: BlockRequest, done: number): void {
@@ -422,7 +465,7 @@ export class BackingStore implements BackingStoreInfo, RequestOwner, DiskFile {
   async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
-    if (this.inFlight > 0) await new Promise<void>(resolve => { this.drained = resolve })
+    await this.whenIdle()
     this.fileMap?.close()
     for (const map of this.oldMaps) map.close()
     await new Promise<void>(resolve => fs.close(this.fd, () => resolve()))
