@@ -31,11 +31,6 @@ function setString (buf: Buffer, base: number, word: number, length: number, tex
   }
 }
 
-/** Printable ASCII only: what fits in an IDENTIFY string field. */
-export function isIdentifyText (text: string, max: number): boolean {
-  return text.length <= max && /^[\x20-\x7e]*$/.test(text)
-}
-
 /**
  * Writes the 512 bytes of IDENTIFY DEVICE data at buf[base]. The Linux initiator takes
  * LBA48 from word 83/86 bit 10 and the size from words 100–103 (else 60–61); WinAoE reads

@@ -53,8 +53,10 @@ export interface EngineOptions {
   disk?: DiskEngine
   /** How an interface's frames are sent and received: default its packet socket (tests substitute their own). */
   openFrameIo?: (ifname: string) => FrameIo
-  /** Claims on addresses shared with other processes on this host (default: lock files under /run/kvblade). */
+  /** Claims on addresses shared with other processes on this host (default: lock files under runDir). */
   claims?: AddressClaims
+  /** Where the default claims keep their lock files (default /run/kvblade). */
+  runDir?: string
   /** How long an add listens for other targets serving its address (ms; 0: not at all). */
   probeMs?: number
   /** How often backing sizes are read again and waiting targets retried (ms). */
@@ -137,7 +139,7 @@ export class Engine implements Control {
     this.warn = options.warn ?? (msg => debug('warning: %s', msg))
     this.log = options.log ?? (msg => debug('%s', msg))
     this.disk = options.disk ?? openDiskEngine(undefined, this.warn)
-    this.claims = options.claims ?? new FileClaims('/run/kvblade')
+    this.claims = options.claims ?? new FileClaims(options.runDir ?? '/run/kvblade', this.warn)
     this.netns = netnsIdentity(options.netns)
     this.faults = new FaultLog(this.warn)
     this.state = options.stateFile === undefined ? null : new StateWriter(options.stateFile, () => this.snapshot())

@@ -13,6 +13,11 @@ export function faultKind (op: string, err: NodeJS.ErrnoException): string {
 
 interface Pending { target: string, kind: string, count: number }
 
+/** "10 s"; under a second (tests) in ms, not "0 s". */
+function duration (ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`
+}
+
 export class FaultLog {
   private readonly pending = new Map<string, Pending>()
   private timer: NodeJS.Timeout | null = null
@@ -31,7 +36,7 @@ export class FaultLog {
       return
     }
     this.pending.set(key, { target, kind, count: 0 })
-    this.warn(`${target}: ${kind}: ${detail} (more of these are counted and logged every ${Math.round(this.intervalMs / 1000)} s)`)
+    this.warn(`${target}: ${kind}: ${detail} (more of these are counted and logged every ${duration(this.intervalMs)})`)
     this.timer ??= setInterval(() => this.tick(), this.intervalMs).unref()
   }
 
@@ -42,7 +47,7 @@ export class FaultLog {
         this.pending.delete(key)
         continue
       }
-      this.warn(`${p.target}: ${p.kind}: ${p.count} more in the last ${Math.round(this.intervalMs / 1000)} s`)
+      this.warn(`${p.target}: ${p.kind}: ${p.count} more in the last ${duration(this.intervalMs)}`)
       p.count = 0
     }
     if (this.pending.size === 0 && this.timer !== null) {

@@ -142,7 +142,8 @@ export class FileClaims implements AddressClaims {
 
   private swept = false
 
-  constructor (private readonly dir: string) {}
+  /** `warn`: where the one line goes if claims cannot be kept (the engine's warnings). */
+  constructor (private readonly dir: string, private readonly warn: (message: string) => void = m => debug('%s', m)) {}
 
   /** Removes the claim files of daemons that died without releasing them (their locks went with them). */
   private sweep (): void {
@@ -175,8 +176,10 @@ export class FileClaims implements AddressClaims {
       fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 })
       fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644)
     } catch (err) {
-      // Without a run directory the check cannot be made; say so once and serve.
-      if (!this.warned) debug('cannot keep address claims in %s: %s', this.dir, (err as Error).message)
+      // Without a run directory the check cannot be made; say so once (it is a lost safeguard, not a detail) and serve.
+      if (!this.warned) {
+        this.warn(`cannot keep address claims in ${this.dir} (${(err as Error).message}): another kvblade serving the same address on the same interface will not be refused`)
+      }
       this.warned = true
       return { release: () => {} }
     }

@@ -31,7 +31,8 @@ export interface PacketSocketOptions {
 
 export type PacketSocketCounters = LiveCounters<SocketCounterName>
 
-const COUNTER_NAMES: readonly SocketCounterName[] = ['rxFrames', 'rxBatches', 'txFrames', 'txBatches', 'txErrors', 'kernelDrops']
+/** Read by name from the addon's layout; a unit test checks that the two lists match. */
+export const SOCKET_COUNTER_NAMES: readonly SocketCounterName[] = ['rxFrames', 'rxBatches', 'txFrames', 'txBatches', 'txErrors', 'kernelDrops']
 
 export class PacketSocket {
   /**
@@ -82,7 +83,7 @@ export class PacketSocket {
     this.rxLengths = native.rxLengths
     this.rxSlots = native.rxLengths.length
     this.ringFrames = native.ringFrames
-    this.counters = liveCounters(native.counters, loadNative().layout.packetSocket.counters, COUNTER_NAMES)
+    this.counters = liveCounters(native.counters, loadNative().layout.packetSocket.counters, SOCKET_COUNTER_NAMES)
     this.sendFailures = native.sendFailures
     this._link = this.readLink()
   }

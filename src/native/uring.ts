@@ -26,7 +26,8 @@ export function uringLayout (): UringLayout {
 
 export type UringCounters = LiveCounters<UringCounterName>
 
-const COUNTER_NAMES: readonly UringCounterName[] = ['submitted', 'completed', 'submitCalls', 'inFlight', 'ranInline', 'mapped', 'mapFallbacks']
+/** Read by name from the addon's layout; a unit test checks that the two lists match. */
+export const URING_COUNTER_NAMES: readonly UringCounterName[] = ['submitted', 'completed', 'submitCalls', 'inFlight', 'ranInline', 'mapped', 'mapFallbacks']
 
 export class Uring {
   /**
@@ -58,7 +59,7 @@ export class Uring {
     this.doneTags = native.doneTags
     this.doneResults = native.doneResults
     this.capacity = native.tags.length
-    this.counters = liveCounters(native.counters, uringLayout().counters, COUNTER_NAMES)
+    this.counters = liveCounters(native.counters, uringLayout().counters, URING_COUNTER_NAMES)
   }
 
   /**

@@ -3,7 +3,10 @@
  * the batch, arrival order of overlapping requests on every store path, the receive-ring
  * rule, slot exhaustion, a full socket, failures of the disk engine and of a mapped send.
  * No root, no network: the frames are built in memory and the replies captured at send
- * time (map data included), the backing files are real.
+ * time (map data included), the backing files are real. The paths that need a file in
+ * RAM served inside the kick run on io_uring where the kernel has it and, everywhere, on
+ * an engine doing the same with synchronous pread/pwrite, so they never depend on
+ * io_uring being there; only what is about io_uring itself skips without it (loudly).
  */
 import t from 'tap'
 import crypto from 'node:crypto'
@@ -21,6 +24,7 @@ import { Export, diskOptions } from '../../src/engine/export'
 import { TX_SLOTS } from '../../src/engine/transmit'
 import { FakeFrameIo } from '../helpers/fake-frame-io'
 import { HeldEngine } from '../helpers/held-engine'
+import { skipLoudly } from '../helpers/netns'
 import { ataFrame, configFrame, configOf, decodeReply, type DecodedReply } from '../helpers/frames'
 
 const SECTOR = 512
@@ -32,10 +36,26 @@ try {
   Uring.open(2).close()
 } catch (err) {
   uringMissing = `io_uring unavailable: ${(err as Error).message}`
-  process.stderr.write(`\n*** SKIPPING the io_uring packet-loop tests: ${uringMissing} ***\n\n`)
 }
 const shmMissing = fs.existsSync('/dev/shm') ? false : 'no /dev/shm (tmpfs) here'
-if (shmMissing !== false) process.stderr.write(`\n*** SKIPPING the RAM-file packet-loop tests: ${shmMissing} ***\n\n`)
+
+/** t.test, or a skip that says why on stderr and in the summary if `missing` is a reason. */
+function testIf (name: string, missing: string | false, fn: (t: tap.Test) => Promise<void>): void {
+  if (missing !== false) skipLoudly(t, name, missing)
+  else void t.test(name, fn)
+}
+
+/**
+ * Engines that do requests on files in RAM inside the kick (DiskEngine.inline): io_uring,
+ * and one on synchronous pread/pwrite (what io_uring's inline path does), which runs
+ * everywhere. `entries`: the io_uring's size.
+ */
+function inlineEngines (): Array<{ name: string, open: (entries: number) => DiskEngine, missing: string | false }> {
+  return [
+    { name: 'io_uring', open: entries => UringEngine.open(entries), missing: uringMissing },
+    { name: 'synchronous pread/pwrite', open: () => new HeldEngine(true, true), missing: false },
+  ]
+}
 
 interface Rig {
   io: FakeFrameIo
@@ -90,34 +110,42 @@ function byTag (replies: DecodedReply[], tag: number): DecodedReply {
   return r
 }
 
-/** The store paths: which engine, where the file lives, whether it is sparse. */
-function paths (): Array<{ name: string, where: string, engine: () => DiskEngine, sparse?: boolean, skip: string | false }> {
-  return [
-    { name: 'a file in RAM, read from its map (io_uring engine, inline)', where: '/dev/shm', engine: () => UringEngine.open(256), skip: uringMissing || shmMissing },
-    { name: 'a sparse file in RAM, pread inline', where: '/dev/shm', engine: () => UringEngine.open(256), sparse: true, skip: uringMissing || shmMissing },
-    { name: 'a file on disk through io_uring', where: '/var/tmp', engine: () => UringEngine.open(256), skip: uringMissing },
-    { name: 'a file on disk through the thread pool', where: '/var/tmp', engine: () => new ThreadPoolEngine(), skip: false },
-  ]
+/** The store paths: which engine, where the file lives, whether it is sparse and mapped. */
+interface StorePath { name: string, where: string, engine: () => DiskEngine, sparse?: boolean, mapped: boolean, missing: string | false }
+function paths (): StorePath[] {
+  const out: StorePath[] = []
+  for (const e of inlineEngines()) {
+    out.push(
+      { name: `a file in RAM, read from its map (${e.name}, inline)`, where: '/dev/shm', engine: () => e.open(256), mapped: true, missing: e.missing || shmMissing },
+      { name: `a sparse file in RAM, pread inline (${e.name})`, where: '/dev/shm', engine: () => e.open(256), sparse: true, mapped: false, missing: e.missing || shmMissing })
+  }
+  out.push(
+    { name: 'a file on disk through io_uring', where: '/var/tmp', engine: () => UringEngine.open(256), mapped: false, missing: uringMissing },
+    { name: 'a file on disk through the thread pool', where: '/var/tmp', engine: () => new ThreadPoolEngine(), mapped: false, missing: false })
+  return out
 }
 
-t.test('a batch is answered after it is read, its replies in one send', { skip: uringMissing || shmMissing }, async t => {
-  const engine = UringEngine.open(256)
-  t.teardown(() => engine.close())
-  const r = await rig(t, '/dev/shm', engine)
-  const frames = [configFrame(9, 0).frame]
-  for (let i = 0; i < 40; i++) frames.push(ataFrame(9, 0, READ, i * 2, 2).frame)
-  r.io.deliver(frames)
-  t.equal(r.io.sendCalls.length, 1, 'one send call')
-  t.equal(r.io.sendCalls[0].length, 41, 'carrying every reply of the batch')
-  t.equal(r.port.exchangeCounters.ringViolations, 0)
-})
+for (const e of inlineEngines()) {
+  testIf(`a batch is answered after it is read, its replies in one send (${e.name})`, e.missing || shmMissing, async t => {
+    const engine = e.open(256)
+    t.teardown(() => engine.close())
+    const r = await rig(t, '/dev/shm', engine)
+    const frames = [configFrame(9, 0).frame]
+    for (let i = 0; i < 40; i++) frames.push(ataFrame(9, 0, READ, i * 2, 2).frame)
+    r.io.deliver(frames)
+    t.equal(r.io.sendCalls.length, 1, 'one send call')
+    t.equal(r.io.sendCalls[0].length, 41, 'carrying every reply of the batch')
+    t.equal(r.port.exchangeCounters.ringViolations, 0)
+  })
+}
 
 for (const p of paths()) {
-  t.test(`arrival order of overlapping requests: ${p.name}`, { skip: p.skip }, async t => {
+  testIf(`arrival order of overlapping requests: ${p.name}`, p.missing, async t => {
     const engine = p.engine()
-    t.teardown(() => (engine as { close: () => void }).close())
+    t.teardown(() => engine.close())
     const r = await rig(t, p.where, engine, { sparse: p.sparse })
-    if (p.name.includes('its map')) t.not(r.store.map, null, 'the store is mapped')
+    if (p.mapped) t.not(r.store.map, null, 'the store is mapped')
+    else t.equal(r.store.map, null, 'the store is not mapped')
     let expected = 0
     const checks: Array<{ tag: number, want: Buffer, what: string }> = []
     // Pairs in one batch, both directions, at distinct LBAs: read then write must return
@@ -151,7 +179,7 @@ for (const p of paths()) {
   })
 }
 
-t.test('write data taken from the receive ring is used only inside its batch', { skip: shmMissing }, async t => {
+testIf('write data taken from the receive ring is used only inside its batch', shmMissing, async t => {
   // An engine that claims to complete inline but holds requests: the first write breaks
   // the ring rule (and is counted), the second, waiting for the first, is copied out of
   // the ring at the end of the batch and lands intact although the ring is reused.
@@ -190,42 +218,46 @@ t.test('when every slot is taken, requests are dropped and counted, and serving 
   t.equal(byTag(replies, again.tag).status, 0x40, 'a new request is served')
 })
 
-t.test('a full socket holds replies in order, and a held mapped read keeps its data', { skip: uringMissing || shmMissing }, async t => {
-  const engine = UringEngine.open(64)
-  t.teardown(() => engine.close())
-  const r = await rig(t, '/dev/shm', engine)
-  t.not(r.store.map, null)
-  r.io.room = 0
-  const reads = [0, 2, 4].map(lba => ataFrame(9, 0, READ, lba, 2))
-  r.io.deliver(reads.map(x => x.frame))
-  t.equal(r.io.sent.length, 0, 'nothing left: the socket is full')
-  // A later batch writes the sectors of the first read while its reply still waits.
-  const data = crypto.randomBytes(2 * SECTOR)
-  const w = ataFrame(9, 0, WRITE, 0, 2, { data })
-  r.io.deliver([w.frame])
-  r.io.drain()
-  const replies = await r.replies(4)
-  t.same(replies.map(x => x.header.tag), [...reads.map(x => x.tag), w.tag], 'replies leave in the order they were queued')
-  t.ok(byTag(replies, reads[0].tag).data.subarray(0, 2 * SECTOR).every(b => b === 0x11), 'the held read still carries the data from before the write')
-  t.ok(fs.readFileSync(r.file).subarray(0, 2 * SECTOR).equals(data), 'and the write landed')
-})
+for (const e of inlineEngines()) {
+  testIf(`a full socket holds replies in order, and a held mapped read keeps its data (${e.name})`, e.missing || shmMissing, async t => {
+    const engine = e.open(64)
+    t.teardown(() => engine.close())
+    const r = await rig(t, '/dev/shm', engine)
+    t.not(r.store.map, null)
+    r.io.room = 0
+    const reads = [0, 2, 4].map(lba => ataFrame(9, 0, READ, lba, 2))
+    r.io.deliver(reads.map(x => x.frame))
+    t.equal(r.io.sent.length, 0, 'nothing left: the socket is full')
+    // A later batch writes the sectors of the first read while its reply still waits.
+    const data = crypto.randomBytes(2 * SECTOR)
+    const w = ataFrame(9, 0, WRITE, 0, 2, { data })
+    r.io.deliver([w.frame])
+    r.io.drain()
+    const replies = await r.replies(4)
+    t.same(replies.map(x => x.header.tag), [...reads.map(x => x.tag), w.tag], 'replies leave in the order they were queued')
+    t.ok(byTag(replies, reads[0].tag).data.subarray(0, 2 * SECTOR).every(b => b === 0x11), 'the held read still carries the data from before the write')
+    t.ok(fs.readFileSync(r.file).subarray(0, 2 * SECTOR).equals(data), 'and the write landed')
+  })
+}
 
-t.test('a read from the map of a file truncated underneath gets an ATA error', { skip: uringMissing || shmMissing }, async t => {
-  const engine = UringEngine.open(64)
-  t.teardown(() => engine.close())
-  const r = await rig(t, '/dev/shm', engine)
-  t.not(r.store.map, null)
-  fs.truncateSync(r.file, 64 * 1024)
-  const gone = ataFrame(9, 0, READ, 1000, 2)
-  const kept = ataFrame(9, 0, READ, 10, 2)
-  r.io.deliver([gone.frame, kept.frame])
-  const replies = await r.replies(2)
-  t.same([byTag(replies, gone.tag).status, byTag(replies, gone.tag).error], [0x41, 0x40], 'ERR with UNC, not silence')
-  t.equal(byTag(replies, kept.tag).status, 0x40, 'a read of what is left still works')
-  t.equal(r.target.errors, 1, 'counted as an error')
-})
+for (const e of inlineEngines()) {
+  testIf(`a read from the map of a file truncated underneath gets an ATA error (${e.name})`, e.missing || shmMissing, async t => {
+    const engine = e.open(64)
+    t.teardown(() => engine.close())
+    const r = await rig(t, '/dev/shm', engine)
+    t.not(r.store.map, null)
+    fs.truncateSync(r.file, 64 * 1024)
+    const gone = ataFrame(9, 0, READ, 1000, 2)
+    const kept = ataFrame(9, 0, READ, 10, 2)
+    r.io.deliver([gone.frame, kept.frame])
+    const replies = await r.replies(2)
+    t.same([byTag(replies, gone.tag).status, byTag(replies, gone.tag).error], [0x41, 0x40], 'ERR with UNC, not silence')
+    t.equal(byTag(replies, kept.tag).status, 0x40, 'a read of what is left still works')
+    t.equal(r.target.errors, 1, 'counted as an error')
+  })
+}
 
-t.test('a failing io_uring becomes ATA errors, and the loop keeps serving', { skip: uringMissing }, async t => {
+testIf('a failing io_uring becomes ATA errors, and the loop keeps serving', uringMissing, async t => {
   const ring = Uring.open(64)
   let failSubmits = 1
   const failing: UringBinding = Object.assign(Object.create(ring) as Uring, {
@@ -261,19 +293,23 @@ t.test('link facts come from the link state: one sync per batch of queries, not 
   t.equal(configOf(r.io.sent[200]).sectorsPerCommand, 17, 'a new MTU shows in the next answer')
 })
 
-t.test('latency: every answered request is recorded; one held by the disk counts the time it was held', { skip: uringMissing || shmMissing }, async t => {
-  // Answered inside its batch (reads from the map of a file in RAM).
-  const engine = UringEngine.open(256)
-  t.teardown(() => engine.close())
-  const r = await rig(t, '/dev/shm', engine)
-  const frames: Buffer[] = []
-  for (let i = 0; i < 20; i++) frames.push(ataFrame(9, 0, READ, i * 2, 2).frame)
-  r.io.deliver(frames)
-  await r.replies(20)
-  const inBatch = r.target.latency.snapshot()
-  t.equal(inBatch.count, 20, 'each read of the batch is recorded')
-  t.ok(inBatch.sum >= 0 && inBatch.sum < 20 * 0.05, `answered within the batch: ${inBatch.sum} s in all`)
+for (const e of inlineEngines()) {
+  testIf(`latency: every request answered inside its batch is recorded (${e.name})`, e.missing || shmMissing, async t => {
+    // Answered inside its batch (reads from the map of a file in RAM).
+    const engine = e.open(256)
+    t.teardown(() => engine.close())
+    const r = await rig(t, '/dev/shm', engine)
+    const frames: Buffer[] = []
+    for (let i = 0; i < 20; i++) frames.push(ataFrame(9, 0, READ, i * 2, 2).frame)
+    r.io.deliver(frames)
+    await r.replies(20)
+    const inBatch = r.target.latency.snapshot()
+    t.equal(inBatch.count, 20, 'each read of the batch is recorded')
+    t.ok(inBatch.sum >= 0 && inBatch.sum < 20 * 0.05, `answered within the batch: ${inBatch.sum} s in all`)
+  })
+}
 
+t.test('latency: a request held by the disk counts the time it was held', async t => {
   // Held by the disk for 60 ms after its batch closed: timed when it is answered.
   const held = new HeldEngine()
   const h = await rig(t, '/var/tmp', held)
