@@ -49,7 +49,9 @@ t.test('an unwritable run directory: one warning naming it and why, and every cl
 
 t.test('the engine passes the warning to its own warn path, and the targets are served', async t => {
   const file = path.join(dir, 'disk.img')
+  const second = path.join(dir, 'second.img')
   fs.writeFileSync(file, Buffer.alloc(1 << 20))
+  fs.writeFileSync(second, Buffer.alloc(1 << 20))
   const warnings: string[] = []
   const engine = new Engine({
     disk: new ThreadPoolEngine(),
@@ -60,7 +62,7 @@ t.test('the engine passes the warning to its own warn path, and the targets are 
   })
   t.teardown(() => engine.close())
   await engine.add({ major: 9, minor: 0, ifname: 'fake0', path: file })
-  await engine.add({ major: 9, minor: 1, ifname: 'fake0', path: file })
+  await engine.add({ major: 9, minor: 1, ifname: 'fake0', path: second })
   const claimWarnings = warnings.filter(w => w.includes('address claims'))
   t.equal(claimWarnings.length, 1, 'one warning for two adds')
   t.match(claimWarnings[0], unwritable)
