@@ -10,6 +10,16 @@ import { TestInitiator, type TargetRef } from '../helpers/initiator'
 import { Daemon } from '../helpers/daemon'
 import { errnoOf, exec, fuseSkipReason, isMountPoint, sh } from '../helpers/fuse-harness'
 import { formatMac } from '../../src/aoe/mac'
+import { Command } from '../../src/aoe/constants'
+
+const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
+
+/** Polls `cond` until it holds or `ms` pass; whether it held. */
+async function until (cond: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms
+  while (!cond() && Date.now() < deadline) await sleep(20)
+  return cond()
+}
 
 const SECTOR = 512
 const unavailable = networkTestsUnavailable() ?? fuseSkipReason() ?? null
@@ -74,7 +84,23 @@ if (unavailable !== null) {
     })
 
     await t.test('acl: only the listed initiators see the target, discovery included', async t => {
+      // Announcements (unsolicited config replies, tag 0) of 9.4 on the wire since `from`, by
+      // destination: the test initiator's socket sees every frame on the veth, whoever it is for.
+      const listed = 0x020000000001
+      const announcedTo = (from: number): number[] => a.received.slice(from)
+        .filter(r => r.header.command === Command.QueryConfig && r.header.tag === 0 && r.header.major === 9 && r.header.minor === 4)
+        .map(r => r.header.dst)
+      const announcedAfter = async (from: number, dst: number): Promise<number[]> => {
+        await until(() => announcedTo(from).includes(dst), 2000)
+        await sleep(200) // room for a stray broadcast to arrive too
+        return announcedTo(from)
+      }
+      const beforeAdd = a.received.length
       t.equal(await write('add', `9 4 ${linkA.target} ${disk} acl=02:00:00:00:00:01\n`), 'OK')
+      t.same(await announcedAfter(beforeAdd, listed), [listed], 'the add is announced to the listed MAC alone: not broadcast, not to this initiator')
+      const beforeAnnounce = a.received.length
+      t.equal(await write('announce', '1\n'), 'OK')
+      t.same(await announcedAfter(beforeAnnounce, listed), [listed], 'so is an announce write')
       const tg: TargetRef = { major: 9, minor: 4, mac: macA }
       const name = `9.4@${linkA.target}`
       t.equal(await read(`${name}/acl`), '02:00:00:00:00:01\n')
@@ -85,6 +111,9 @@ if (unavailable !== null) {
       t.equal(await read(`${name}/acl`), '02:00:00:00:00:01\n', '... and changes nothing')
       t.equal(await write(`${name}/acl`, `02:00:00:00:00:01\n${formatMac(a.mac)}\n`), 'OK', 'a list replaces it')
       t.same((await a.discover(9, 4)).map(d => d.mac), [macA], 'visible once the acl names the initiator')
+      const beforeListed = a.received.length
+      t.equal(await write('announce', '1\n'), 'OK')
+      t.same((await announcedAfter(beforeListed, a.mac)).sort((x, y) => x - y), [listed, a.mac].sort((x, y) => x - y), 'and announced to it (and the other listed MAC), still not broadcast')
       t.equal((await a.identify(tg)).sectors, content.length / SECTOR)
       t.equal(await write(`${name}/acl`, '\n'), 'OK')
       t.equal(await read(`${name}/acl`), '', 'an empty write clears it')
