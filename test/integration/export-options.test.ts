@@ -151,6 +151,31 @@ if (unavailable !== null) {
       for (const link of [linkA, linkB]) t.equal(await write('del', `9 6 ${link.target}\n`), 'OK')
     })
 
+    await t.test('readd with options: the new line sets ro, the slice and the acl', async t => {
+      const sliced = path.join(dir, 'sliced.img')
+      const slicedContent = crypto.randomBytes(1 << 20)
+      fs.writeFileSync(sliced, slicedContent)
+      const name = `9.9@${linkA.target}`
+      const tg: TargetRef = { major: 9, minor: 9, mac: macA }
+      t.equal(await write('add', `9 9 ${linkA.target} ${disk}\n`), 'OK')
+      t.same([await read(`${name}/ro`), await read(`${name}/scnt`)], ['0\n', `${content.length / SECTOR}\n`], 'read-write and whole before')
+      const options = 'ro offset=200 length=64'
+      t.equal(await write('readd', `9 9 ${linkA.target} ${sliced} ${options} acl=02:00:00:00:00:01\n`), 'OK')
+      t.same(
+        await Promise.all(['ro', 'offset', 'length', 'scnt', 'acl', 'bpath'].map(f => read(`${name}/${f}`))),
+        ['1\n', '200\n', '64\n', '64\n', '02:00:00:00:00:01\n', `${sliced}\n`],
+        'ro, offset, length, scnt, acl and bpath follow the readd line')
+      t.same((await a.discover(9, 9)).length, 0, 'the acl applies: invisible to an unlisted initiator')
+      t.equal(await write('readd', `9 9 ${linkA.target} ${sliced} ${options} acl=${formatMac(a.mac)}\n`), 'OK')
+      t.same((await a.discover(9, 9)).map(d => d.mac), [macA], 'and visible once a readd lists it')
+      t.equal((await a.identify(tg)).sectors, 64, 'IDENTIFY gives the slice')
+      t.ok((await a.read(tg, 0, 2, 2, 1)).equals(slicedContent.subarray(200 * SECTOR, 202 * SECTOR)), "sector 0 is the new backing's 200th")
+      const w = await a.ata(tg, 0x34, 0, 2, { data: Buffer.alloc(2 * SECTOR, 1) })
+      t.same([w.status, w.error], [0x41, 0x04], 'a write: DRDY|ERR, ABRT')
+      t.ok(fs.readFileSync(sliced).equals(slicedContent), 'and the backing is unchanged')
+      t.equal(await write('del', `9 9 ${linkA.target}\n`), 'OK')
+    })
+
     await t.test('who may drive the control plane: everyone reads, only root writes', async t => {
       t.equal(await write('add', `9 7 ${linkA.target} ${disk}\n`), 'OK')
       const user = `kvbt${process.pid % 100000}`
