@@ -4,9 +4,11 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, truncateSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { errnoOf, exec, fuseSkipReason, isMountPoint, kvstatLine, REPO, removeDir, SCRIPTS, sh, tempDir } from '../helpers/fuse-harness'
+import { TestInitiator } from '../helpers/initiator'
 
 const CLI = join(REPO, 'bin', 'kvblade')
 const built = existsSync(join(REPO, 'dist', 'src', 'cli', 'main.js')) && existsSync(join(REPO, 'dist', 'src', 'engine', 'engine.js'))
@@ -56,7 +58,8 @@ if (reason !== undefined) {
     const ro = join(work, 'ro')
     mkdirSync(ro)
     t.equal((await exec('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'kvblade-test', ro])).code, 0, 'a tmpfs to make read-only')
-    writeFileSync(join(ro, 'disk.img'), Buffer.alloc(4096))
+    const roContent = randomBytes(4096)
+    writeFileSync(join(ro, 'disk.img'), roContent)
     t.equal((await exec('mount', ['-o', 'remount,ro', ro])).code, 0, 'remounted read-only')
     t.teardown(() => exec('umount', ['-l', ro]))
     const refused: Array<[string, string, string]> = [
@@ -68,6 +71,19 @@ if (reason !== undefined) {
     for (const [what, path, errno] of refused) {
       t.equal(await errnoOf({ op: 'write', path: join(mnt, 'add'), chunks: [`9 5 lo ${path}\n`] }), errno, `add of ${what}: ${errno}`)
     }
+    // ro opens the backing read-only, so the same file is exportable, and served.
+    t.equal(await errnoOf({ op: 'write', path: join(mnt, 'add'), chunks: [`9 6 lo ${join(ro, 'disk.img')} ro\n`] }), 'OK', 'add of the read-only file with ro: OK')
+    t.same((await sh('cat "$1/9.6@lo/ro" "$1/9.6@lo/scnt"', [mnt])).stdout, '1\n8\n', 'ro 1, 8 sectors')
+    const initiator = TestInitiator.open('lo')
+    try {
+      const tg = { major: 9, minor: 6, mac: initiator.mac } // lo: one MAC for everyone
+      t.ok((await initiator.read(tg, 0, 8, 2, 4)).equals(roContent), 'its sectors are served over lo')
+      const w = await initiator.ata(tg, 0x34, 0, 1, { data: Buffer.alloc(512) })
+      t.same([w.status, w.error], [0x41, 0x04], 'a write: DRDY|ERR, ABRT')
+    } finally {
+      initiator.close()
+    }
+    t.equal((await sh('echo 9 6 lo >"$1/del"', [mnt])).code, 0, 'del of the read-only export')
     const r = await exec(join(SCRIPTS, 'kvstat'), ['-d', mnt], { env: { ...process.env, LC_ALL: 'C' } })
     t.equal(r.stdout, kvstatLine('9.0', 'lo', 131072, img) + kvstatLine('9.1', 'lo', 131072, img), 'kvstat')
     t.match((await sh('cat "$1/stat"', [mnt])).stdout, /^lo( \d+){6}\n/m, 'interface counters')
