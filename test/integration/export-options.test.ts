@@ -1,6 +1,7 @@
 // Per-export options and access control, through the control plane and seen on the
-// wire: ro, offset/length, acl, bufcnt, cache; one address is one disk; the files that
-// show them; refused adds with their errno.
+// wire: ro, offset/length, acl (announces included), bufcnt, cache, on add and readd; one
+// address is one disk; the files that show them; refused adds with their errno; a
+// non-root user reads every file and writes none.
 import t from 'tap'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -8,7 +9,8 @@ import path from 'node:path'
 import { TestNetwork, interfaceMac, networkTestsUnavailable, skipLoudly } from '../helpers/netns'
 import { TestInitiator, type TargetRef } from '../helpers/initiator'
 import { Daemon } from '../helpers/daemon'
-import { errnoOf, exec, fuseSkipReason, isMountPoint, sh } from '../helpers/fuse-harness'
+import { errnoOf, exec, fuseSkipReason, isMountPoint, probe, sh } from '../helpers/fuse-harness'
+import { ROOT_FILES, TARGET_FILES } from '../../fuse/tree'
 import { formatMac } from '../../src/aoe/mac'
 import { Command } from '../../src/aoe/constants'
 
@@ -182,22 +184,39 @@ if (unavailable !== null) {
       const made = await exec('useradd', ['--no-create-home', '--shell', '/bin/sh', user])
       t.equal(made.code, 0, `a user made for the test: ${made.stderr}`)
       t.teardown(() => exec('userdel', [user]))
-      const as = (script: string): ReturnType<typeof exec> => exec('su', [user, '-s', '/bin/sh', '-c', script])
-      const name = path.join(mnt, `9.7@${linkA.target}`)
-      for (const file of ['scnt', 'bpath', 'ro', 'offset', 'length', 'acl', 'cache', 'bufcnt', 'faults', 'stat', 'model']) {
-        t.equal((await as(`cat "${name}/${file}" >/dev/null`)).code, 0, `${user} reads ${file}`)
+      const targetDir = `9.7@${linkA.target}`
+      const files = [...ROOT_FILES, ...TARGET_FILES.map(f => `${targetDir}/${f}`)]
+      // Command files are write-only (0200): kernfs refuses to open them for reading, root included.
+      const writeOnly = new Set(['add', 'del', 'readd', 'announce'])
+      // What root sees in every file but the counters, which move by themselves.
+      const counters = new Set(['stat', `${targetDir}/stat`, `${targetDir}/latency`, `${targetDir}/busy`])
+      const snapshot = async (): Promise<unknown> => {
+        const watched = files.filter(f => !writeOnly.has(f) && !counters.has(f))
+        const reads = await probe(watched.map(f => ({ op: 'read', path: path.join(mnt, f) })))
+        const failed = watched.filter((_, i) => !reads[i].ok)
+        if (failed.length > 0) throw new Error(`root cannot read ${failed.join(', ')}`)
+        return { listing: (await sh('ls "$1"', [mnt])).stdout, ...Object.fromEntries(watched.map((f, i) => [f, reads[i].value])) }
       }
-      t.equal((await as(`cat "${mnt}/stat" >/dev/null`)).code, 0, `${user} reads the top-level stat`)
-      for (const [file, text] of [['add', `9 8 ${linkA.target} ${disk}`], ['del', `9 7 ${linkA.target}`], ['announce', '1'],
-        [`9.7@${linkA.target}/acl`, '02:00:00:00:00:09'], [`9.7@${linkA.target}/cache`, 'writeback'], [`9.7@${linkA.target}/bufcnt`, '8'],
-        [`9.7@${linkA.target}/model`, 'mine']] as const) {
-        const r = await exec('su', [user, '-s', '/usr/bin/python3', '-c',
-          `import os, errno, sys\ntry:\n  fd = os.open(sys.argv[1], os.O_WRONLY); os.write(fd, sys.argv[2].encode()); print('OK')\nexcept OSError as e:\n  print(errno.errorcode[e.errno])`,
-          path.join(mnt, file), text])
-        t.equal(r.stdout.trim(), 'EACCES', `${user} writing ${file}: EACCES`)
+      const before = await snapshot()
+      t.equal((before as Record<string, unknown>)[`${targetDir}/cache`], 'writethrough\n', 'the snapshot holds the values (cache, for one)')
+      const announcedBefore = a.received.filter(r => r.header.tag === 0 && r.header.minor === 7).length
+
+      const reads = await probe(files.map(f => ({ op: 'read', path: path.join(mnt, f) })), user)
+      files.forEach((f, i) => {
+        const expected = writeOnly.has(f) ? 'EACCES' : 'OK'
+        t.equal(reads[i].ok ? 'OK' : reads[i].errno, expected, `${user} reading ${f}: ${expected}`)
+      })
+      // Each write is one that would change something if it were allowed.
+      const attempt: Record<string, string> = {
+        add: `9 8 ${linkA.target} ${disk}\n`, del: `9 7 ${linkA.target}\n`, readd: `9 7 ${linkA.target} ${other}\n`,
+        acl: '02:00:00:00:00:09\n', cache: 'writeback\n', bufcnt: '8\n', model: 'mine\n', sn: 'mine\n',
       }
-      t.equal(await read(`9.7@${linkA.target}/cache`), 'writethrough\n', 'nothing changed')
-      t.notOk(fs.existsSync(path.join(mnt, `9.8@${linkA.target}`)), 'nothing added')
+      const writes = await probe(files.map(f => ({ op: 'write', path: path.join(mnt, f), chunks: [attempt[path.basename(f)] ?? '1\n'] })), user)
+      files.forEach((f, i) => t.equal(writes[i].ok ? 'OK' : writes[i].errno, 'EACCES', `${user} writing ${f}: EACCES`))
+
+      t.same(await snapshot(), before, 'nothing changed: every file root reads and the listing are as before')
+      await sleep(300)
+      t.equal(a.received.filter(r => r.header.tag === 0 && r.header.minor === 7).length, announcedBefore, 'and nothing was announced')
       t.equal(await write('del', `9 7 ${linkA.target}\n`), 'OK')
     })
   })
