@@ -236,10 +236,21 @@ export function encodeProbe (major: number, minor: number, mac: number, out: Buf
 /** Tags with bit 31 set belong to user-space tools: the Linux initiator ignores answers to ours. */
 const PROBE_TAG = 0x80000000 | 0x6b76
 
+/** What announceDestinations needs of a target: the admin's ACL and the address's mask. */
+export interface AnnouncedTarget {
+  /** Initiator MACs the admin allows (empty: everyone). */
+  readonly acl: readonly number[]
+  readonly state: AddressState
+}
+
 /**
- * Where an announcement (an unsolicited Query Config reply) goes: broadcast — or, when a
- * mask is set, to each allowed MAC only, since nobody else may use the disk.
+ * Where an announcement (an unsolicited Query Config reply) goes. The Linux initiator
+ * makes a device from any config reply it hears, so it goes only to MACs that may use
+ * the disk: with an ACL, to each ACL MAC (that the mask, if set, also allows); with only
+ * a mask, to each masked MAC; with neither, broadcast.
  */
-export function announceDestinations (t: CommandTarget, broadcast: number): readonly number[] {
-  return t.state.mask.length > 0 ? t.state.mask : [broadcast]
+export function announceDestinations (t: AnnouncedTarget, broadcast: number): readonly number[] {
+  const mask = t.state.mask
+  if (t.acl.length === 0) return mask.length > 0 ? mask : [broadcast]
+  return mask.length > 0 ? t.acl.filter(mac => mask.includes(mac)) : t.acl
 }

@@ -114,12 +114,17 @@ for o in json.load(sys.stdin):
 print(json.dumps(out))
 `
 
-/** Runs system calls in a separate process (python3's os module) and reports exact errnos. */
-export async function probe (ops: ProbeOp[]): Promise<ProbeResult[]> {
+/**
+ * Runs system calls in a separate process (python3's os module) and reports exact errnos;
+ * as `user` (through su) if given, for permission checks.
+ */
+export async function probe (ops: ProbeOp[], user?: string): Promise<ProbeResult[]> {
   const input = JSON.stringify(ops.map(o => o.op === 'write'
     ? { ...o, chunks: o.chunks.map(c => Buffer.from(c).toString('base64')) }
     : o))
-  const r = await run('python3', ['-c', PROBE], { input })
+  const r = user === undefined
+    ? await run('python3', ['-c', PROBE], { input })
+    : await run('su', [user, '-s', '/usr/bin/python3', '-c', PROBE], { input })
   if (r.code !== 0) throw new Error(`errno probe failed (${String(r.code)}): ${r.stderr}`)
   return JSON.parse(r.stdout) as ProbeResult[]
 }

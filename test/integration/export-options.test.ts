@@ -1,6 +1,7 @@
 // Per-export options and access control, through the control plane and seen on the
-// wire: ro, offset/length, acl, bufcnt, cache; one address is one disk; the files that
-// show them; refused adds with their errno.
+// wire: ro, offset/length, acl (announces included), bufcnt, cache, on add and readd; one
+// address is one disk; the files that show them; refused adds with their errno; a
+// non-root user reads every file and writes none.
 import t from 'tap'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -8,8 +9,19 @@ import path from 'node:path'
 import { TestNetwork, interfaceMac, networkTestsUnavailable, skipLoudly } from '../helpers/netns'
 import { TestInitiator, type TargetRef } from '../helpers/initiator'
 import { Daemon } from '../helpers/daemon'
-import { errnoOf, exec, fuseSkipReason, isMountPoint, sh } from '../helpers/fuse-harness'
+import { errnoOf, exec, fuseSkipReason, isMountPoint, probe, sh } from '../helpers/fuse-harness'
+import { ROOT_FILES, TARGET_FILES } from '../../fuse/tree'
 import { formatMac } from '../../src/aoe/mac'
+import { Command } from '../../src/aoe/constants'
+
+const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
+
+/** Polls `cond` until it holds or `ms` pass; whether it held. */
+async function until (cond: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms
+  while (!cond() && Date.now() < deadline) await sleep(20)
+  return cond()
+}
 
 const SECTOR = 512
 const unavailable = networkTestsUnavailable() ?? fuseSkipReason() ?? null
@@ -74,7 +86,23 @@ if (unavailable !== null) {
     })
 
     await t.test('acl: only the listed initiators see the target, discovery included', async t => {
+      // Announcements (unsolicited config replies, tag 0) of 9.4 on the wire since `from`, by
+      // destination: the test initiator's socket sees every frame on the veth, whoever it is for.
+      const listed = 0x020000000001
+      const announcedTo = (from: number): number[] => a.received.slice(from)
+        .filter(r => r.header.command === Command.QueryConfig && r.header.tag === 0 && r.header.major === 9 && r.header.minor === 4)
+        .map(r => r.header.dst)
+      const announcedAfter = async (from: number, dst: number): Promise<number[]> => {
+        await until(() => announcedTo(from).includes(dst), 2000)
+        await sleep(200) // room for a stray broadcast to arrive too
+        return announcedTo(from)
+      }
+      const beforeAdd = a.received.length
       t.equal(await write('add', `9 4 ${linkA.target} ${disk} acl=02:00:00:00:00:01\n`), 'OK')
+      t.same(await announcedAfter(beforeAdd, listed), [listed], 'the add is announced to the listed MAC alone: not broadcast, not to this initiator')
+      const beforeAnnounce = a.received.length
+      t.equal(await write('announce', '1\n'), 'OK')
+      t.same(await announcedAfter(beforeAnnounce, listed), [listed], 'so is an announce write')
       const tg: TargetRef = { major: 9, minor: 4, mac: macA }
       const name = `9.4@${linkA.target}`
       t.equal(await read(`${name}/acl`), '02:00:00:00:00:01\n')
@@ -85,6 +113,9 @@ if (unavailable !== null) {
       t.equal(await read(`${name}/acl`), '02:00:00:00:00:01\n', '... and changes nothing')
       t.equal(await write(`${name}/acl`, `02:00:00:00:00:01\n${formatMac(a.mac)}\n`), 'OK', 'a list replaces it')
       t.same((await a.discover(9, 4)).map(d => d.mac), [macA], 'visible once the acl names the initiator')
+      const beforeListed = a.received.length
+      t.equal(await write('announce', '1\n'), 'OK')
+      t.same((await announcedAfter(beforeListed, a.mac)).sort((x, y) => x - y), [listed, a.mac].sort((x, y) => x - y), 'and announced to it (and the other listed MAC), still not broadcast')
       t.equal((await a.identify(tg)).sectors, content.length / SECTOR)
       t.equal(await write(`${name}/acl`, '\n'), 'OK')
       t.equal(await read(`${name}/acl`), '', 'an empty write clears it')
@@ -122,28 +153,70 @@ if (unavailable !== null) {
       for (const link of [linkA, linkB]) t.equal(await write('del', `9 6 ${link.target}\n`), 'OK')
     })
 
+    await t.test('readd with options: the new line sets ro, the slice and the acl', async t => {
+      const sliced = path.join(dir, 'sliced.img')
+      const slicedContent = crypto.randomBytes(1 << 20)
+      fs.writeFileSync(sliced, slicedContent)
+      const name = `9.9@${linkA.target}`
+      const tg: TargetRef = { major: 9, minor: 9, mac: macA }
+      t.equal(await write('add', `9 9 ${linkA.target} ${disk}\n`), 'OK')
+      t.same([await read(`${name}/ro`), await read(`${name}/scnt`)], ['0\n', `${content.length / SECTOR}\n`], 'read-write and whole before')
+      const options = 'ro offset=200 length=64'
+      t.equal(await write('readd', `9 9 ${linkA.target} ${sliced} ${options} acl=02:00:00:00:00:01\n`), 'OK')
+      t.same(
+        await Promise.all(['ro', 'offset', 'length', 'scnt', 'acl', 'bpath'].map(f => read(`${name}/${f}`))),
+        ['1\n', '200\n', '64\n', '64\n', '02:00:00:00:00:01\n', `${sliced}\n`],
+        'ro, offset, length, scnt, acl and bpath follow the readd line')
+      t.same((await a.discover(9, 9)).length, 0, 'the acl applies: invisible to an unlisted initiator')
+      t.equal(await write('readd', `9 9 ${linkA.target} ${sliced} ${options} acl=${formatMac(a.mac)}\n`), 'OK')
+      t.same((await a.discover(9, 9)).map(d => d.mac), [macA], 'and visible once a readd lists it')
+      t.equal((await a.identify(tg)).sectors, 64, 'IDENTIFY gives the slice')
+      t.ok((await a.read(tg, 0, 2, 2, 1)).equals(slicedContent.subarray(200 * SECTOR, 202 * SECTOR)), "sector 0 is the new backing's 200th")
+      const w = await a.ata(tg, 0x34, 0, 2, { data: Buffer.alloc(2 * SECTOR, 1) })
+      t.same([w.status, w.error], [0x41, 0x04], 'a write: DRDY|ERR, ABRT')
+      t.ok(fs.readFileSync(sliced).equals(slicedContent), 'and the backing is unchanged')
+      t.equal(await write('del', `9 9 ${linkA.target}\n`), 'OK')
+    })
+
     await t.test('who may drive the control plane: everyone reads, only root writes', async t => {
       t.equal(await write('add', `9 7 ${linkA.target} ${disk}\n`), 'OK')
       const user = `kvbt${process.pid % 100000}`
       const made = await exec('useradd', ['--no-create-home', '--shell', '/bin/sh', user])
       t.equal(made.code, 0, `a user made for the test: ${made.stderr}`)
       t.teardown(() => exec('userdel', [user]))
-      const as = (script: string): ReturnType<typeof exec> => exec('su', [user, '-s', '/bin/sh', '-c', script])
-      const name = path.join(mnt, `9.7@${linkA.target}`)
-      for (const file of ['scnt', 'bpath', 'ro', 'offset', 'length', 'acl', 'cache', 'bufcnt', 'faults', 'stat', 'model']) {
-        t.equal((await as(`cat "${name}/${file}" >/dev/null`)).code, 0, `${user} reads ${file}`)
+      const targetDir = `9.7@${linkA.target}`
+      const files = [...ROOT_FILES, ...TARGET_FILES.map(f => `${targetDir}/${f}`)]
+      // Command files are write-only (0200): kernfs refuses to open them for reading, root included.
+      const writeOnly = new Set(['add', 'del', 'readd', 'announce'])
+      // What root sees in every file but the counters, which move by themselves.
+      const counters = new Set(['stat', `${targetDir}/stat`, `${targetDir}/latency`, `${targetDir}/busy`])
+      const snapshot = async (): Promise<unknown> => {
+        const watched = files.filter(f => !writeOnly.has(f) && !counters.has(f))
+        const reads = await probe(watched.map(f => ({ op: 'read', path: path.join(mnt, f) })))
+        const failed = watched.filter((_, i) => !reads[i].ok)
+        if (failed.length > 0) throw new Error(`root cannot read ${failed.join(', ')}`)
+        return { listing: (await sh('ls "$1"', [mnt])).stdout, ...Object.fromEntries(watched.map((f, i) => [f, reads[i].value])) }
       }
-      t.equal((await as(`cat "${mnt}/stat" >/dev/null`)).code, 0, `${user} reads the top-level stat`)
-      for (const [file, text] of [['add', `9 8 ${linkA.target} ${disk}`], ['del', `9 7 ${linkA.target}`], ['announce', '1'],
-        [`9.7@${linkA.target}/acl`, '02:00:00:00:00:09'], [`9.7@${linkA.target}/cache`, 'writeback'], [`9.7@${linkA.target}/bufcnt`, '8'],
-        [`9.7@${linkA.target}/model`, 'mine']] as const) {
-        const r = await exec('su', [user, '-s', '/usr/bin/python3', '-c',
-          `import os, errno, sys\ntry:\n  fd = os.open(sys.argv[1], os.O_WRONLY); os.write(fd, sys.argv[2].encode()); print('OK')\nexcept OSError as e:\n  print(errno.errorcode[e.errno])`,
-          path.join(mnt, file), text])
-        t.equal(r.stdout.trim(), 'EACCES', `${user} writing ${file}: EACCES`)
+      const before = await snapshot()
+      t.equal((before as Record<string, unknown>)[`${targetDir}/cache`], 'writethrough\n', 'the snapshot holds the values (cache, for one)')
+      const announcedBefore = a.received.filter(r => r.header.tag === 0 && r.header.minor === 7).length
+
+      const reads = await probe(files.map(f => ({ op: 'read', path: path.join(mnt, f) })), user)
+      files.forEach((f, i) => {
+        const expected = writeOnly.has(f) ? 'EACCES' : 'OK'
+        t.equal(reads[i].ok ? 'OK' : reads[i].errno, expected, `${user} reading ${f}: ${expected}`)
+      })
+      // Each write is one that would change something if it were allowed.
+      const attempt: Record<string, string> = {
+        add: `9 8 ${linkA.target} ${disk}\n`, del: `9 7 ${linkA.target}\n`, readd: `9 7 ${linkA.target} ${other}\n`,
+        acl: '02:00:00:00:00:09\n', cache: 'writeback\n', bufcnt: '8\n', model: 'mine\n', sn: 'mine\n',
       }
-      t.equal(await read(`9.7@${linkA.target}/cache`), 'writethrough\n', 'nothing changed')
-      t.notOk(fs.existsSync(path.join(mnt, `9.8@${linkA.target}`)), 'nothing added')
+      const writes = await probe(files.map(f => ({ op: 'write', path: path.join(mnt, f), chunks: [attempt[path.basename(f)] ?? '1\n'] })), user)
+      files.forEach((f, i) => t.equal(writes[i].ok ? 'OK' : writes[i].errno, 'EACCES', `${user} writing ${f}: EACCES`))
+
+      t.same(await snapshot(), before, 'nothing changed: every file root reads and the listing are as before')
+      await sleep(300)
+      t.equal(a.received.filter(r => r.header.tag === 0 && r.header.minor === 7).length, announcedBefore, 'and nothing was announced')
       t.equal(await write('del', `9 7 ${linkA.target}\n`), 'OK')
     })
   })

@@ -182,8 +182,23 @@ t.test('which frames are requests, and for whom', async t => {
     t.equal(isRequest(h), request, `${what}: ${request ? 'a request' : 'not a request'}`)
     t.equal(addresses(h, tg), ours, `${what}: ${ours ? 'for us' : 'not for us'}`)
   }
-  const masked = new AddressState()
-  masked.mask.push(INITIATOR_MAC)
-  t.same(announceDestinations(target({ state: masked }), 0xffffffffffff), [INITIATOR_MAC], 'announced to each masked MAC only')
-  t.same(announceDestinations(tg, 0xffffffffffff), [0xffffffffffff], 'else broadcast')
+})
+
+// The Linux initiator makes a device from any config reply it hears: an announcement goes
+// only to MACs that pass both the admin's ACL and the AoE mask, broadcast when neither is set.
+t.test('where an announcement goes', async t => {
+  const BROADCAST = 0xffffffffffff
+  const [m1, m2, m3] = [0x0a0000000001, 0x0a0000000002, 0x0a0000000003]
+  const cases: Array<[string, number[], number[], number[]]> = [
+    ['neither ACL nor mask: broadcast', [], [], [BROADCAST]],
+    ['a mask only: each masked MAC', [], [m1, m2], [m1, m2]],
+    ['an ACL only: each ACL MAC, never broadcast', [m1, m2], [], [m1, m2]],
+    ['ACL and mask: the MACs on both', [m1, m2], [m2, m3], [m2]],
+    ['ACL and mask with nothing in common: nobody', [m1], [m3], []],
+  ]
+  for (const [what, acl, mask, expected] of cases) {
+    const state = new AddressState()
+    state.mask.push(...mask)
+    t.same(announceDestinations({ acl, state }, BROADCAST), expected, what)
+  }
 })
