@@ -282,8 +282,10 @@ export class Engine implements Control {
 
   /**
    * Before a new address is served on a port: who else answers for it there? Our own
-   * MAC means another process on this host serves it; another MAC is worth a warning
-   * (it may be a multipath peer on shared storage, or a mistake).
+   * MAC means another process on this host serves it (heard where sent frames come back
+   * in, a loopback; on a NIC a socket bound to AoE hears nothing this host sends, and
+   * other kvblade daemons are refused by their address claims instead); another MAC is
+   * worth a warning (it may be a multipath peer on shared storage, or a mistake).
    */
   private async probe (port: Port, major: number, minor: number): Promise<void> {
     const ms = this.options.probeMs ?? DEFAULT_PROBE_MS

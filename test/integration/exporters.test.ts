@@ -1,13 +1,14 @@
 // One exporter per disk and per address: a second daemon on the same backing is refused
 // (naming the file and the holder) unless both say `shared`; a second daemon serving the
-// same address on the same interface is refused; a target elsewhere on the wire that
+// same address on the same interface is refused, and so is an address another program
+// answers for from our own MAC (vblade on a loopback); a target elsewhere on the wire that
 // serves the same address is reported.
 import t from 'tap'
 import fs from 'node:fs'
 import path from 'node:path'
 import { spawn } from 'node:child_process'
 import { TestNetwork, networkTestsUnavailable, skipLoudly } from '../helpers/netns'
-import { Daemon } from '../helpers/daemon'
+import { Daemon, KVBLADE } from '../helpers/daemon'
 
 const unavailable = networkTestsUnavailable()
 
@@ -72,6 +73,28 @@ if (unavailable !== null) {
       t.ok(elsewhere.alive, 'the same address on another interface is another matter')
       await elsewhere.stop()
       await first.stop()
+    })
+
+    await t.test('another program answering for the address from our own MAC (on a loopback) is refused', async t => {
+      // A packet socket bound to AoE hears only frames that arrive, never what this host
+      // sends: on a NIC or veth, another local program (vblade) neither hears our probe
+      // nor can be heard (kvblade daemons are refused by their address claims instead).
+      // On a loopback, sent frames come back in: there it answers, from our own MAC.
+      const vblade = spawn('ip', ['netns', 'exec', net.ns, 'vblade', '9', '7', 'lo', other], { stdio: 'ignore' })
+      t.teardown(() => { vblade.kill('SIGKILL') })
+      await new Promise(resolve => setTimeout(resolve, 300))
+      const inNs = (args: string[]): Daemon => Daemon.spawnCommand('ip', ['netns', 'exec', net.ns, process.execPath, KVBLADE, 'start', '--no-mount', '--no-state', ...args])
+      const second = inNs(['--add', `9 7 lo ${disk}`])
+      const exit = await second.wait(20_000)
+      t.not(exit.code, 0, 'it does not start')
+      t.match(second.stderr, /9\.7 is already served on lo by another process of this host/, 'and says why')
+      vblade.kill('SIGKILL')
+      await new Promise(resolve => vblade.once('exit', resolve))
+      const alone = inNs(['--add', `9 7 lo ${disk}`])
+      t.teardown(() => alone.stop())
+      await alone.waitFor(/serving 1 targets/, 20_000)
+      t.ok(alone.alive, 'once vblade is gone, the address is free')
+      await alone.stop()
     })
 
     await t.test('a target elsewhere on the wire serving the address is reported by name', async t => {
