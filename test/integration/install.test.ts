@@ -5,7 +5,7 @@ import t from 'tap'
 import { chownSync, chmodSync, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Daemon, REPO } from '../helpers/daemon'
+import { Daemon, REPO, hostDefaults } from '../helpers/daemon'
 import { run, sh } from '../helpers/exec'
 import { fuseSkipReason } from '../helpers/fuse-harness'
 import { TestInitiator } from '../helpers/initiator'
@@ -13,6 +13,8 @@ import { TestNetwork, networkTestsUnavailable, skipLoudly } from '../helpers/net
 import { parseAddCommand } from '../../src/control/command'
 
 const dest = mkdtempSync(join(tmpdir(), 'kvblade-install-'))
+// Checked by the last test: every daemon here keeps its state and control plane in temporary places.
+const hostBefore = hostDefaults()
 t.teardown(() => rmSync(dest, { recursive: true, force: true }))
 
 /** make in the repository, never rebuilding what the test itself runs from. */
@@ -94,7 +96,7 @@ t.test('the installed program runs from DESTDIR', async t => {
   t.equal(r.code, 0, r.stderr)
   t.equal(r.stdout, `kvblade ${pkg.version}\n`)
   // The addon loads lazily: an add makes it load, and fail on the interface, not on the addon.
-  const add = await run(join(dest, 'usr/bin/kvblade'), ['start', '--no-mount', '--add', '9 0 kvnosuch0 /dev/null'])
+  const add = await run(join(dest, 'usr/bin/kvblade'), ['start', '--no-mount', '--no-state', '--add', '9 0 kvnosuch0 /dev/null'])
   t.equal(add.code, 1)
   t.match(add.stderr, /no interface kvnosuch0/, 'the native addon was found')
 })
@@ -148,8 +150,9 @@ if (cannotServe !== null && cannotServe !== undefined) {
     const link = network.links[0]
 
     const [cmd, ...args] = confined(caps)
-    const d = await Daemon.startCommand(cmd, [...args, 'start', '--mount', mnt, '--add', `9 0 ${link.target} ${img}`])
+    const d = await Daemon.startCommand(cmd, [...args, 'start', '--mount', mnt, '--state', join(dir, 'state.json'), '--add', `9 0 ${link.target} ${img}`])
     t.teardown(() => d.stop())
+    t.match(readFileSync(join(dir, 'state.json'), 'utf8'), `"9 0 ${link.target} ${img}"`, 'the state is kept where the test said')
 
     // ExecStartPost, as systemd would run it ($$ is a literal $), against this mount point.
     const post = unitValue(unit, 'ExecStartPost')
@@ -177,11 +180,11 @@ if (cannotServe !== null && cannotServe !== undefined) {
 
     // The set is not more than needed for nothing: without CAP_SYS_ADMIN there is no control plane.
     const [cmd2, ...args2] = confined(caps.filter(c => c !== 'sys_admin'))
-    const noMount = Daemon.spawnCommand(cmd2, [...args2, 'start', '--mount', join(dir, 'kv2')])
+    const noMount = Daemon.spawnCommand(cmd2, [...args2, 'start', '--mount', join(dir, 'kv2'), '--no-state'])
     t.equal((await noMount.wait()).code, 1, 'without CAP_SYS_ADMIN the daemon cannot mount and exits 1')
     t.match(noMount.stderr, /cannot mount the control plane/)
     const [cmd3, ...args3] = confined(caps.filter(c => c !== 'net_raw'))
-    const noSocket = Daemon.spawnCommand(cmd3, [...args3, 'start', '--no-mount', '--add', `9 0 ${link.target} ${img}`])
+    const noSocket = Daemon.spawnCommand(cmd3, [...args3, 'start', '--no-mount', '--no-state', '--add', `9 0 ${link.target} ${img}`])
     t.equal((await noSocket.wait()).code, 1, 'without CAP_NET_RAW it cannot open the packet socket')
     t.match(noSocket.stderr, /socket\(AF_PACKET\): Operation not permitted/)
   })
@@ -194,4 +197,8 @@ t.test('make uninstall removes the program and keeps the configuration', async t
     t.notOk(existsSync(join(dest, path)), `${path} removed`)
   }
   t.ok(existsSync(exportsPath), 'the exports file is kept')
+})
+
+t.test('the host\'s state file and control plane mount point are untouched', async t => {
+  t.equal(hostDefaults(), hostBefore, '/var/lib/kvblade/state.json and /mnt/kvblade as they were')
 })
