@@ -208,7 +208,7 @@ export class Engine implements Control {
 
   private async closeExport (disk: Export): Promise<void> {
     this.locks.release(disk.identity, disk)
-    await disk.store.close()
+    await disk.store.close(this.warn)
   }
 
   private linkTable (): LinkTable {
