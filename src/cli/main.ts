@@ -103,7 +103,7 @@ async function start (o: StartOptions): Promise<number> {
       }
     }
     if (o.config !== undefined) {
-      const r = await engine.reload()
+      const r = await engine.reload({ atStart: true })
       if (!r.ok) throw new Error(`the exports file: ${r.summary}`)
     }
     // Before the control plane: once it is mounted (what the service waits for), all is up.

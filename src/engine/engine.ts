@@ -644,11 +644,13 @@ export class Engine implements Control {
   /**
    * Applies the exports file: new lines are added, removed ones deleted, changed ones
    * served anew; exports made otherwise are left alone. A line that does not parse
-   * applies nothing. The daemon serves throughout.
+   * applies nothing. The daemon serves throughout. `atStart`: a line naming a target
+   * the control plane or --add made is skipped with a warning rather than failing the
+   * reload (which would stop the daemon from starting, again at every restart).
    */
-  reload (): Promise<ReloadResult> {
+  reload (options: { atStart?: boolean } = {}): Promise<ReloadResult> {
     return this.exclusive(async () => {
-      this.lastReload = await this.applyExports()
+      this.lastReload = await this.applyExports(options.atStart === true)
       if (this.lastReload.ok) this.log(`reload: ${this.lastReload.summary}`)
       else this.warn(`reload: ${this.lastReload.summary}`)
       return this.lastReload
@@ -660,7 +662,7 @@ export class Engine implements Control {
     return this.lastReload
   }
 
-  private async applyExports (): Promise<ReloadResult> {
+  private async applyExports (atStart: boolean): Promise<ReloadResult> {
     const file = this.options.configFile
     if (file === undefined) return { ok: false, summary: 'no exports file (start with --config FILE)' }
     let lines
@@ -669,11 +671,12 @@ export class Engine implements Control {
     } catch (err) {
       return { ok: false, summary: `${(err as Error).message}; nothing was changed` }
     }
-    const wanted = new Map(lines.map(l => [targetName(l.cmd), l.cmd]))
+    const wanted = new Map(lines.map(l => [targetName(l.cmd), l]))
     let added = 0
     let removed = 0
     let changed = 0
     const failed: string[] = []
+    const skipped: string[] = []
     for (const [name, e] of [...this.entries]) {
       if (e.origin !== 'config' || wanted.has(name)) continue
       try {
@@ -683,10 +686,12 @@ export class Engine implements Control {
         failed.push(`${name}: ${(err as Error).message}`)
       }
     }
-    for (const [name, cmd] of wanted) {
+    for (const [name, { line, cmd }] of wanted) {
       const e = this.entries.get(name)
       if (e !== undefined && e.origin !== 'config') {
-        failed.push(`${name}: already exported through the control plane or --add; left as it is`)
+        const why = `${name} (line ${line}): already exported through the control plane or --add; left as it is`
+        if (atStart) this.warn(`${file}: ${why}, the line is skipped`)
+        ;(atStart ? skipped : failed).push(why)
         continue
       }
       try {
@@ -705,7 +710,8 @@ export class Engine implements Control {
     await this.persist()
     const waiting = [...this.entries.values()].filter(e => e.origin === 'config' && e.waiting !== null).length
     const summary = `${file}: ${added} added, ${removed} removed, ${changed} changed` +
-      `${waiting > 0 ? `, ${waiting} waiting` : ''}${failed.length > 0 ? `; failed: ${failed.join('; ')}` : ''}`
+      `${waiting > 0 ? `, ${waiting} waiting` : ''}${skipped.length > 0 ? `; skipped: ${skipped.join('; ')}` : ''}` +
+      `${failed.length > 0 ? `; failed: ${failed.join('; ')}` : ''}`
     return { ok: failed.length === 0, summary }
   }
 

@@ -225,6 +225,30 @@ if (unavailable !== null) {
       fs.rmSync(stateFile)
     })
 
+    await t.test('an exports line naming a control-plane export: skipped with a warning at start, reported by reload', async t => {
+      const exportsFile = path.join(dir, 'exports-clash')
+      const other = path.join(dir, 'clash.img')
+      fs.writeFileSync(other, Buffer.alloc(64 * 1024))
+      let d = await start()
+      t.equal(await write('add', `9 11 ${linkA.target} ${disk}`), 0, 'added through the control plane (kept in the state)')
+      await d.stop()
+      fs.writeFileSync(exportsFile, `9 11 ${linkA.target} ${other} ro\n9 12 ${linkA.target} ${other}\n`)
+      d = await start('--config', exportsFile)
+      t.ok(d.alive, 'the daemon starts')
+      t.match(d.stderr, new RegExp(`warning: ${escapeRe(exportsFile)}: 9\\.11@${linkA.target} \\(line 1\\): already exported through the control plane or --add; left as it is, the line is skipped`), 'a warning names the line')
+      t.same([await read(`9.11@${linkA.target}/bpath`), await read(`9.11@${linkA.target}/ro`)], [`${disk}\n`, '0\n'], 'the existing export is left as it is')
+      t.equal((await a.identify({ major: 9, minor: 12, mac: macA })).sectors, 128, 'the other line is served')
+      const r = await exec(KVBLADE, ['reload', '--mount', mnt])
+      t.equal(r.code, 1, 'a reload still counts it as a failure')
+      t.match(r.stderr, new RegExp(`0 added, 0 removed, 0 changed; failed: 9\\.11@${linkA.target} \\(line 1\\): already exported`), 'and says which')
+      await d.stop()
+      // Not a restart loop: the next start (as systemd's Restart= would do) works the same.
+      d = await start('--config', exportsFile)
+      t.ok(d.alive, 'starts again')
+      await d.stop()
+      fs.rmSync(stateFile)
+    })
+
     await t.test('SIGTERM: the requests in flight are answered before the daemon exits', async t => {
       const d = await start('--add', `9 10 ${linkA.target} ${disk}`)
       const target: TargetRef = { major: 9, minor: 10, mac: macA }
@@ -247,6 +271,10 @@ if (unavailable !== null) {
       fs.rmSync(stateFile, { force: true })
     })
   })
+}
+
+function escapeRe (text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 }
 
 function formatMacOf (mac: number): string {
