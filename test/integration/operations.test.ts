@@ -9,10 +9,11 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { Command } from '../../src/aoe/constants'
 import { encodeHeader } from '../../src/aoe/header'
-import { encodeMacMask } from '../../src/aoe/macmask'
+import { decodeMacMask, encodeMacMask } from '../../src/aoe/macmask'
+import { writeMac } from '../../src/aoe/mac'
 import { decodeReserve, encodeReserve } from '../../src/aoe/reserve'
 import { TestNetwork, interfaceMac, networkTestsUnavailable, skipLoudly, type VethPair } from '../helpers/netns'
-import { TestInitiator, type TargetRef } from '../helpers/initiator'
+import { TestInitiator, type Reply, type TargetRef } from '../helpers/initiator'
 import { Daemon, KVBLADE } from '../helpers/daemon'
 import { exec, fuseSkipReason, isMountPoint, sh } from '../helpers/fuse-harness'
 import { configOf } from '../helpers/frames'
@@ -32,6 +33,38 @@ async function until (cond: () => Promise<boolean> | boolean, ms: number): Promi
 /** Announcements (unsolicited Query Config replies, tag 0) of major.minor heard so far. */
 function announcements (a: TestInitiator, major: number, minor: number): number {
   return a.received.filter(r => r.header.command === Command.QueryConfig && r.header.tag === 0 && r.header.major === major && r.header.minor === minor).length
+}
+
+/** A locally administered MAC no interface here has: a host the mask does not list. */
+const STRANGER = 0x02000000beef
+
+/** Query Config to `dst` sent as if from `src`: the replies (to src) the initiator's socket sees. */
+async function queryAs (a: TestInitiator, src: number, dst: number, major: number, minor: number): Promise<Reply[]> {
+  const { frame, tag } = a.configFrame(dst, major, minor)
+  writeMac(frame, 6, src)
+  return await a.request(frame, tag, 1, 1000)
+}
+
+/** The Mac Mask List as the target reports it (mcmd 0, read), or null without an answer. */
+async function readMask (a: TestInitiator, dst: number, major: number, minor: number): Promise<number[] | null> {
+  const frame = Buffer.alloc(60)
+  const tag = a.tag()
+  encodeHeader(frame, 0, a.header(dst, major, minor, Command.MacMaskList, tag))
+  encodeMacMask(frame, 0, { mcmd: 0, merror: 0, directives: [] })
+  const replies = await a.request(frame, tag, 1, 1000)
+  if (replies.length !== 1) return null
+  const m = decodeMacMask(replies[0].frame, 0, replies[0].frame.length)
+  return m === 'truncated' ? null : m.directives.map(d => d.mac)
+}
+
+/** One Mac Mask List edit directive (1 add, 2 delete); the merror of the reply, or null. */
+async function editMask (a: TestInitiator, dst: number, major: number, minor: number, dcmd: number, mac: number): Promise<number | null> {
+  const frame = Buffer.alloc(60)
+  const tag = a.tag()
+  encodeHeader(frame, 0, a.header(dst, major, minor, Command.MacMaskList, tag))
+  encodeMacMask(frame, 0, { mcmd: 1, merror: 0, directives: [{ dcmd, mac }] })
+  const replies = await a.request(frame, tag, 1, 1000)
+  return replies.length === 1 ? replies[0].frame[26] : null
 }
 
 if (unavailable !== null) {
@@ -71,15 +104,12 @@ if (unavailable !== null) {
       t.equal(await write('add', `9 0 ${linkA.target} ${disk} cache=writeback bufcnt=24`), 0, 'add with options')
       t.equal(await write(`${name}/model`, 'Restored Disk'), 0)
       t.equal(await write(`${name}/sn`, 'SN-42'), 0)
-      t.equal(await write(`${name}/acl`, `${formatMacOf(a.mac)}`), 0)
+      // The ACL lets the stranger in: only the mask may keep it out below.
+      t.equal(await write(`${name}/acl`, `${formatMacOf(a.mac)},${formatMacOf(STRANGER)}`), 0)
       // The initiator sets the config string, adds itself to the mask, and reserves the disk.
       const set = a.configFrame(macA, 9, 0, { ccmd: 4, config: Buffer.from('host-a') })
       t.equal((await a.request(set.frame, set.tag, 1, 1000)).length, 1, 'config string set (the reply waited for the state file)')
-      const m = Buffer.alloc(60)
-      const mt = a.tag()
-      encodeHeader(m, 0, a.header(macA, 9, 0, Command.MacMaskList, mt))
-      encodeMacMask(m, 0, { mcmd: 1, merror: 0, directives: [{ dcmd: 1, mac: a.mac }] })
-      t.equal((await a.request(m, mt, 1, 1000)).length, 1, 'mask edited')
+      t.equal(await editMask(a, macA, 9, 0, 1, a.mac), 0, 'mask edited: only we may talk to it')
       const r = Buffer.alloc(60)
       const rt = a.tag()
       encodeHeader(r, 0, a.header(macA, 9, 0, Command.ReserveRelease, rt))
@@ -97,7 +127,7 @@ if (unavailable !== null) {
         d = await start()
         t.ok(await until(() => announcements(a, 9, 0) > heard, 3000), `after ${signal}: the restored target was announced`)
         t.same([await read(`${name}/model`), await read(`${name}/sn`), await read(`${name}/cache`), await read(`${name}/bufcnt`), await read(`${name}/acl`)],
-          ['Restored Disk\n', 'SN-42\n', 'writeback\n', '24\n', `${formatMacOf(a.mac)}\n`], `after ${signal}: model, sn, cache, bufcnt, acl`)
+          ['Restored Disk\n', 'SN-42\n', 'writeback\n', '24\n', `${formatMacOf(a.mac)}\n${formatMacOf(STRANGER)}\n`], `after ${signal}: model, sn, cache, bufcnt, acl`)
         const q = await a.queryConfig(9, 0, {}, { dst: macA, want: 1, windowMs: 1000 })
         t.equal(q.length === 1 ? configOf(q[0].frame).config.toString() : '', 'host-a', `after ${signal}: the config string`)
         const rr = Buffer.alloc(60)
@@ -107,7 +137,13 @@ if (unavailable !== null) {
         const reply = await a.request(rr, rrt, 1, 1000)
         t.same(reply.length === 1 ? decodeReserve(reply[0].frame, 0, reply[0].frame.length) : null, { rcmd: 0, macs: [a.mac] }, `after ${signal}: the reservation`)
         t.ok((await a.read(tg, 0, 8, 2, 4)).equals(data.subarray(0, 8 * SECTOR)), `after ${signal}: serving (the mask lets us in)`)
+        t.same(await readMask(a, macA, 9, 0), [a.mac], `after ${signal}: the Mac Mask List read back is ours alone`)
+        t.same(await queryAs(a, STRANGER, macA, 9, 0), [], `after ${signal}: a MAC not on the mask gets no answer`)
       }
+      // The silence above is the mask's doing: with the list empty the stranger is answered.
+      t.equal(await editMask(a, macA, 9, 0, 2, a.mac), 0, 'our MAC taken off the mask')
+      t.same(await readMask(a, macA, 9, 0), [], 'the mask is empty')
+      t.equal((await queryAs(a, STRANGER, macA, 9, 0)).length, 1, 'and the stranger is answered')
       await d.stop()
       fs.rmSync(stateFile)
     })
