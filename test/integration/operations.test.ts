@@ -1,8 +1,9 @@
 // Operations: what an admin or an initiator set survives a restart (TERM or KILL) and is
 // announced again; a state file that cannot be read stops the daemon and is left alone;
 // restored targets whose interface or backing is missing wait and then serve; the
-// exports file and reload; SIGHUP; an interface unplugged and back; SIGTERM finishing
-// the requests in flight.
+// exports file and reload; SIGHUP; an interface unplugged and back, down and up, or
+// given a new MTU; --add, readd and del across restarts; an exports line clashing with
+// a control-plane export; SIGTERM finishing the requests in flight.
 import t from 'tap'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -32,7 +33,11 @@ async function until (cond: () => Promise<boolean> | boolean, ms: number): Promi
 
 /** Announcements (unsolicited Query Config replies, tag 0) of major.minor heard so far. */
 function announcements (a: TestInitiator, major: number, minor: number): number {
-  return a.received.filter(r => r.header.command === Command.QueryConfig && r.header.tag === 0 && r.header.major === major && r.header.minor === minor).length
+  return announced(a, major, minor).length
+}
+
+function announced (a: TestInitiator, major: number, minor: number): Reply[] {
+  return a.received.filter(r => r.header.command === Command.QueryConfig && r.header.tag === 0 && r.header.major === major && r.header.minor === minor)
 }
 
 /** A locally administered MAC no interface here has: a host the mask does not list. */
@@ -328,6 +333,30 @@ if (unavailable !== null) {
       d = await start('--config', exportsFile)
       t.ok(d.alive, 'starts again')
       await d.stop()
+      fs.rmSync(stateFile)
+    })
+
+    await t.test('an MTU change is announced with the new frame size; down and up again is announced', async t => {
+      const d = await start('--add', `9 16 ${linkB.target} ${disk}`)
+      const b = TestInitiator.open(linkB.initiator, net.nsPath)
+      t.teardown(() => b.close())
+      const tb: TargetRef = { major: 9, minor: 16, mac: interfaceMac(linkB.target) }
+      t.equal(await read(`9.16@${linkB.target}/mtu`), '1500\n')
+      const before = announcements(b, 9, 16)
+      await net.setMtu(linkB, 9000)
+      t.ok(await until(() => announcements(b, 9, 16) > before, 1000), 'announced within a second of the MTU change')
+      t.equal(configOf(announced(b, 9, 16).at(-1)!.frame).sectorsPerCommand, 17, 'with 17 sectors per frame, (9000 - 36) / 512')
+      t.equal(await read(`9.16@${linkB.target}/mtu`), '9000\n', 'the mtu file follows')
+      t.ok((await b.read(tb, 0, 34, 17, 2)).equals(data.subarray(0, 34 * SECTOR)), '17-sector reads are served')
+
+      await net.setLinkUp(linkB, false)
+      t.ok(await until(async () => new RegExp(`${linkB.target} +down`).test(await read('interfaces')), 2000), 'the interface shows as down')
+      const down = announcements(b, 9, 16)
+      await net.setLinkUp(linkB, true)
+      t.ok(await until(() => announcements(b, 9, 16) > down, 1000), 'up again (not deleted): announced within a second')
+      t.ok((await b.read(tb, 0, 2, 2, 1)).equals(data.subarray(0, 2 * SECTOR)), 'and serving')
+      await d.stop()
+      await net.setMtu(linkB, 1500)
       fs.rmSync(stateFile)
     })
 
