@@ -12,6 +12,7 @@ import type { MetricsAddress, MetricsServer } from '../metrics/server'
 import { parseArgs, USAGE, UsageError } from './args'
 import { findControlPlane } from './control-files'
 import { runMonitor, runStatus } from './inspect'
+import { notifyReady, takeNotifySocket } from './sd-notify'
 
 const debug = createDebug('kvblade:cli')
 
@@ -38,6 +39,7 @@ interface StartOptions {
 }
 
 async function start (o: StartOptions): Promise<number> {
+  const notifySocket = takeNotifySocket()
   // A state file that cannot be read stops the daemon before anything is served or written.
   let saved = null
   if (o.state !== null) {
@@ -103,10 +105,10 @@ async function start (o: StartOptions): Promise<number> {
       }
     }
     if (o.config !== undefined) {
-      const r = await engine.reload()
+      const r = await engine.reload({ atStart: true })
       if (!r.ok) throw new Error(`the exports file: ${r.summary}`)
     }
-    // Before the control plane: once it is mounted (what the service waits for), all is up.
+    // Before the control plane: once it is mounted, all is up.
     if (o.metrics !== undefined) metricsServer = await serveMetrics(engine, o.metrics)
     if (o.mount !== null) controlPlane = await mountControlPlane(engine, o.mount, printError)
   } catch (err) {
@@ -117,6 +119,13 @@ async function start (o: StartOptions): Promise<number> {
   }
   const count = engine.list().length
   debug('serving %d targets%s', count, o.mount !== null ? `, control plane at ${o.mount}` : '')
+  // systemd (Type=notify) reports the service started only now: every export up, the control plane mounted.
+  if (notifySocket !== undefined) {
+    void notifyReady(notifySocket, `serving ${count} targets`).then(why => {
+      if (why === null) debug('told systemd: ready')
+      else printError(`warning: cannot tell systemd the daemon is ready (${why}); a Type=notify start will time out`)
+    })
+  }
   // The sockets and the FUSE session keep the process alive until a signal arrives.
   return await new Promise<number>(() => {})
 }

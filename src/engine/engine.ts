@@ -49,6 +49,8 @@ export interface EngineOptions {
   stateFile?: string
   /** The exports file that reload() applies. */
   configFile?: string
+  /** The interfaces, followed (default: from the kernel's link messages; tests feed their own). */
+  links?: LinkTable
   /** How disk I/O is done: default io_uring where the kernel allows it, else the thread pool. */
   disk?: DiskEngine
   /** How an interface's frames are sent and received: default its packet socket (tests substitute their own). */
@@ -77,6 +79,9 @@ function refusal (err: unknown, fallback: ControlErrno = 'EIO'): ControlError {
   const code = e.code !== undefined && errnoNumber(e.code) !== undefined ? e.code as ControlErrno : fallback
   return new ControlError(code, e.message)
 }
+
+/** An interface as its port last saw it; index 0: not known (a FrameIo that does not tell). */
+interface LinkSeen { present: boolean, up: boolean, mtu: number, index: number }
 
 /** One row of the device table. */
 interface Entry {
@@ -122,7 +127,7 @@ export class Engine implements Control {
   private readonly timer: NodeJS.Timeout
   private readonly state: StateWriter | null
   /** Link facts as last seen, per interface with a port: what changed is acted on. */
-  private readonly linksSeen = new Map<string, { present: boolean, up: boolean, mtu: number }>()
+  private readonly linksSeen = new Map<string, LinkSeen>()
   private links: LinkTable | null = null
   private lastReload: ReloadResult = { ok: true, summary: 'no reload yet' }
   /** close() was called: commands from now on are refused (those queued before still run). */
@@ -144,6 +149,8 @@ export class Engine implements Control {
     this.faults = new FaultLog(this.warn)
     this.state = options.stateFile === undefined ? null : new StateWriter(options.stateFile, () => this.snapshot())
     this.timer = setInterval(() => { void this.tick() }, options.sizeCheckMs ?? DEFAULT_SIZE_CHECK_MS).unref()
+    // A table given is followed from the start (with FrameIos of the test's own, nothing else would open it).
+    if (options.links !== undefined) this.linkTable()
   }
 
   /** Queues a control command behind the others; refused once close() has been called. */
@@ -231,12 +238,12 @@ export class Engine implements Control {
 
   private async closeExport (disk: Export): Promise<void> {
     this.locks.release(disk.identity, disk)
-    await disk.store.close()
+    await disk.store.close(this.warn)
   }
 
   private linkTable (): LinkTable {
     if (this.links === null) {
-      this.links = LinkTable.open(this.options.netns)
+      this.links = this.options.links ?? LinkTable.open(this.options.netns)
       this.links.onChange(link => this.linkChanged(link))
     }
     return this.links
@@ -266,7 +273,7 @@ export class Engine implements Control {
       onStateChange: () => this.persist(),
     })
     this.ports.set(ifname, port)
-    this.linksSeen.set(ifname, { present: io.link.present, up: io.link.up, mtu: io.link.mtu })
+    this.linksSeen.set(ifname, { present: io.link.present, up: io.link.up, mtu: io.link.mtu, index: (io.link as Partial<KnownLink>).index ?? 0 })
     return port
   }
 
@@ -664,11 +671,13 @@ export class Engine implements Control {
   /**
    * Applies the exports file: new lines are added, removed ones deleted, changed ones
    * served anew; exports made otherwise are left alone. A line that does not parse
-   * applies nothing. The daemon serves throughout.
+   * applies nothing. The daemon serves throughout. `atStart`: a line naming a target
+   * the control plane or --add made is skipped with a warning rather than failing the
+   * reload (which would stop the daemon from starting, again at every restart).
    */
-  reload (): Promise<ReloadResult> {
+  reload (options: { atStart?: boolean } = {}): Promise<ReloadResult> {
     return this.exclusive(async () => {
-      this.lastReload = await this.applyExports()
+      this.lastReload = await this.applyExports(options.atStart === true)
       if (this.lastReload.ok) this.log(`reload: ${this.lastReload.summary}`)
       else this.warn(`reload: ${this.lastReload.summary}`)
       return this.lastReload
@@ -680,7 +689,7 @@ export class Engine implements Control {
     return this.lastReload
   }
 
-  private async applyExports (): Promise<ReloadResult> {
+  private async applyExports (atStart: boolean): Promise<ReloadResult> {
     const file = this.options.configFile
     if (file === undefined) return { ok: false, summary: 'no exports file (start with --config FILE)' }
     let lines
@@ -689,11 +698,12 @@ export class Engine implements Control {
     } catch (err) {
       return { ok: false, summary: `${(err as Error).message}; nothing was changed` }
     }
-    const wanted = new Map(lines.map(l => [targetName(l.cmd), l.cmd]))
+    const wanted = new Map(lines.map(l => [targetName(l.cmd), l]))
     let added = 0
     let removed = 0
     let changed = 0
     const failed: string[] = []
+    const skipped: string[] = []
     for (const [name, e] of [...this.entries]) {
       if (e.origin !== 'config' || wanted.has(name)) continue
       try {
@@ -703,10 +713,12 @@ export class Engine implements Control {
         failed.push(`${name}: ${(err as Error).message}`)
       }
     }
-    for (const [name, cmd] of wanted) {
+    for (const [name, { line, cmd }] of wanted) {
       const e = this.entries.get(name)
       if (e !== undefined && e.origin !== 'config') {
-        failed.push(`${name}: already exported through the control plane or --add; left as it is`)
+        const why = `${name} (line ${line}): already exported through the control plane or --add; left as it is`
+        if (atStart) this.warn(`${file}: ${why}, the line is skipped`)
+        ;(atStart ? skipped : failed).push(why)
         continue
       }
       try {
@@ -725,7 +737,8 @@ export class Engine implements Control {
     await this.persist()
     const waiting = [...this.entries.values()].filter(e => e.origin === 'config' && e.waiting !== null).length
     const summary = `${file}: ${added} added, ${removed} removed, ${changed} changed` +
-      `${waiting > 0 ? `, ${waiting} waiting` : ''}${failed.length > 0 ? `; failed: ${failed.join('; ')}` : ''}`
+      `${waiting > 0 ? `, ${waiting} waiting` : ''}${skipped.length > 0 ? `; skipped: ${skipped.join('; ')}` : ''}` +
+      `${failed.length > 0 ? `; failed: ${failed.join('; ')}` : ''}`
     return { ok: failed.length === 0, summary }
   }
 
@@ -765,25 +778,31 @@ export class Engine implements Control {
    * An interface changed. Gone: its port lets go of the socket and its targets wait
    * for it. Back (a new interface of that name): a new socket, and every target is
    * announced. Up again, or a new MTU: announced, so initiators learn it at once.
+   * A new index with the name still present means it was deleted and made again with
+   * the removal unheard (link events lost): the old socket is dead, so it is replaced.
    */
   private linkChanged (link: KnownLink): void {
     const port = this.ports.get(link.name)
     const seen = this.linksSeen.get(link.name)
+    let index = seen?.index ?? 0
     if (port !== undefined && seen !== undefined && !this.closing) {
+      const replaced = link.present && !port.detached && seen.index !== 0 && link.index !== seen.index
       if (!link.present && !port.detached) {
         this.warn(`${link.name}: the interface is gone; its ${port.targets.length} targets wait for it`)
         void port.detach()
-      } else if (link.present && port.detached) {
+      } else if (link.present && (port.detached || replaced)) {
+        if (replaced) void port.detach()
         try {
           port.attach(this.openFrameIo(link.name))
-          this.log(`${link.name}: the interface is back; serving and announcing ${port.targets.length} targets`)
+          index = link.index
+          this.log(`${link.name}: the interface is ${replaced ? 'new (its index changed)' : 'back'}; serving and announcing ${port.targets.length} targets`)
         } catch (err) {
           this.warn(`${link.name}: the interface is back but cannot be opened: ${(err as Error).message}`)
         }
       } else if (link.present && ((link.up && !seen.up) || link.mtu !== seen.mtu)) {
         for (const t of port.targets) port.announce(t)
       }
-      this.linksSeen.set(link.name, { present: link.present, up: link.up, mtu: link.mtu })
+      this.linksSeen.set(link.name, { present: link.present, up: link.up, mtu: link.mtu, index })
     }
     if (link.present) void this.retryWaiting(link.name)
   }

@@ -461,11 +461,20 @@ export class BackingStore implements BackingStoreInfo, RequestOwner, DiskFile {
     this.checkDrained()
   }
 
-  /** Closes the file once every outstanding request has completed. */
-  async close (): Promise<void> {
+  /**
+   * Closes the file once every outstanding request has completed, after an fdatasync
+   * if writable: writes acknowledged in writeback are in the page cache only until then.
+   * A failed sync is reported to `warn` (the file is closed all the same).
+   */
+  async close (warn: (message: string) => void = msg => debug('%s', msg)): Promise<void> {
     if (this.closed) return
     this.closed = true
     await this.whenIdle()
+    if (!this.readOnly) {
+      // Directly, not through the disk engine: nothing else is outstanding, and the engine may need kicks no one gives now.
+      const err = await new Promise<NodeJS.ErrnoException | null>(resolve => fs.fdatasync(this.fd, resolve))
+      if (err !== null) warn(`${this.path}: the last sync before closing failed; writes acknowledged in writeback may be lost: ${err.message}`)
+    }
     this.fileMap?.close()
     for (const map of this.oldMaps) map.close()
     await new Promise<void>(resolve => fs.close(this.fd, () => resolve()))

@@ -1,8 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
 import path from 'node:path'
 
 export const REPO = path.resolve(__dirname, '../../..')
 export const KVBLADE = path.join(REPO, 'bin/kvblade')
+
+const isStateOption = (a: string): boolean => a === '--no-state' || a === '--state' || a.startsWith('--state=')
+const isMountOption = (a: string): boolean => a === '--no-mount' || a === '--mount' || a.startsWith('--mount=')
 
 /**
  * The real daemon as a child process (`bin/kvblade start ...`), with its stderr kept for
@@ -23,16 +27,24 @@ export class Daemon {
   }
 
   /**
-   * `kvblade ARGS`. A `start` keeps no state file unless the test names one: the
-   * default (/var/lib/kvblade/state.json) would carry one test's targets into the next.
+   * `kvblade ARGS`. A `start` keeps no state file and mounts no control plane unless the
+   * test names them: the defaults (/var/lib/kvblade/state.json, /mnt/kvblade) are the host's.
    */
   static spawn (args: string[], env: NodeJS.ProcessEnv = {}): Daemon {
-    if (args[0] === 'start' && !args.some(a => a === '--no-state' || a === '--state' || a.startsWith('--state='))) args = [...args, '--no-state']
+    if (args[0] === 'start' && !args.some(isStateOption)) args = [...args, '--no-state']
+    if (args[0] === 'start' && !args.some(isMountOption)) args = [...args, '--no-mount']
     return Daemon.spawnCommand(process.execPath, [KVBLADE, ...args], env)
   }
 
-  /** Another way of running it (an installed copy, under setpriv...): `file ARGS`, which must exec kvblade. */
+  /**
+   * Another way of running it (an installed copy, under setpriv...): `file ARGS`, which
+   * must exec kvblade. A `start` must name its state file and mount point (or none):
+   * refused otherwise, so no test can write the host's.
+   */
   static spawnCommand (file: string, args: string[], env: NodeJS.ProcessEnv = {}): Daemon {
+    if (args.includes('start') && !(args.some(isStateOption) && args.some(isMountOption))) {
+      throw new Error(`a test's kvblade start must say --state FILE or --no-state, and --mount DIR or --no-mount (the defaults are the host's): ${args.join(' ')}`)
+    }
     const child = spawn(file, args, {
       env: { ...process.env, DEBUG: 'kvblade:*', DEBUG_COLORS: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -80,4 +92,19 @@ export class Daemon {
     if (this.alive) this.child.kill(signal)
     return await this.wait()
   }
+}
+
+/**
+ * What a test must leave alone on the host: the default state file and mount point, as
+ * a string that changes if either is written, made, mounted or removed.
+ */
+export function hostDefaults (): string {
+  return ['/var/lib/kvblade/state.json', '/mnt/kvblade'].map(p => {
+    try {
+      const st = fs.statSync(p)
+      return `${p}: dev ${st.dev} ino ${st.ino} size ${st.size} mtime ${st.mtimeMs}`
+    } catch {
+      return `${p}: absent`
+    }
+  }).join('\n')
 }

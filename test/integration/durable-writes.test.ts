@@ -2,7 +2,8 @@
 // acknowledged write as durable. The backing here is faultfs, a disk whose writes stay
 // in a volatile cache until fsync/fdatasync, with a power switch. In writethrough (the
 // default) every write acknowledged before a power cut must be on the disk after it; in
-// writeback the same test must find the loss. And a SIGKILL of the daemon under load
+// writeback the same test must find the loss, unless the daemon was stopped (SIGTERM
+// syncs) before the cut. And a SIGKILL of the daemon under load
 // loses no acknowledged write in either mode.
 import t from 'tap'
 import fs from 'node:fs'
@@ -149,6 +150,19 @@ if (unavailable !== null) {
       const r = await trial('writeback', false, 300, 90_000_000)
       t.ok(r.acked > 0, `${r.acked} writes acknowledged`)
       t.ok(r.lost.length > 0, `the cut lost acknowledged writes (${r.lost.length} sectors), as writeback allows`)
+    })
+
+    await t.test('writeback: SIGTERM syncs before the daemon exits, so a cut after it loses nothing', async t => {
+      await ffs.restore()
+      const daemon = await Daemon.start(['--no-mount', '--add', `9 0 ${link.target} ${ffs.path} cache=writeback`])
+      const load = startLoad(a, target, 95_000_000, false, 95_000_000)
+      await new Promise(resolve => setTimeout(resolve, 300))
+      await load.stop()
+      t.same(await daemon.stop('SIGTERM'), { code: 0, signal: null }, 'SIGTERM: exit 0')
+      await ffs.cut()
+      await ffs.restore()
+      t.ok(load.acked.size > 0, `${load.acked.size} writes acknowledged`)
+      t.same(lost(await ffs.durable(), load).slice(0, 5), [], 'every one of them on the disk after the cut')
     })
   })
 

@@ -1,18 +1,22 @@
 // `make install DESTDIR=... PREFIX=/usr`: the files it lays out, the program running from
-// there, the unit passing systemd-analyze verify, the unit's capability set being enough
-// to serve (and its readiness check), and `make uninstall`.
+// there, the unit passing systemd-analyze verify, its readiness notification (Type=notify)
+// wherever the control plane is, the unit's capability set being enough to serve, and
+// `make uninstall`.
 import t from 'tap'
 import { chownSync, chmodSync, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Daemon, REPO } from '../helpers/daemon'
+import { Daemon, REPO, hostDefaults } from '../helpers/daemon'
 import { run, sh } from '../helpers/exec'
 import { fuseSkipReason } from '../helpers/fuse-harness'
 import { TestInitiator } from '../helpers/initiator'
 import { TestNetwork, networkTestsUnavailable, skipLoudly } from '../helpers/netns'
+import { NotifySocket } from '../helpers/notify-socket'
 import { parseAddCommand } from '../../src/control/command'
 
 const dest = mkdtempSync(join(tmpdir(), 'kvblade-install-'))
+// Checked by the last test: every daemon here keeps its state and control plane in temporary places.
+const hostBefore = hostDefaults()
 t.teardown(() => rmSync(dest, { recursive: true, force: true }))
 
 /** make in the repository, never rebuilding what the test itself runs from. */
@@ -94,10 +98,48 @@ t.test('the installed program runs from DESTDIR', async t => {
   t.equal(r.code, 0, r.stderr)
   t.equal(r.stdout, `kvblade ${pkg.version}\n`)
   // The addon loads lazily: an add makes it load, and fail on the interface, not on the addon.
-  const add = await run(join(dest, 'usr/bin/kvblade'), ['start', '--no-mount', '--add', '9 0 kvnosuch0 /dev/null'])
+  const add = await run(join(dest, 'usr/bin/kvblade'), ['start', '--no-mount', '--no-state', '--add', '9 0 kvnosuch0 /dev/null'])
   t.equal(add.code, 1)
   t.match(add.stderr, /no interface kvnosuch0/, 'the native addon was found')
 })
+
+const cannotNotify = NotifySocket.unavailable()
+if (cannotNotify !== null) {
+  skipLoudly(t, 'the readiness notification', cannotNotify)
+} else {
+  t.test('Type=notify: READY=1 once serving, wherever the control plane is or without one; none from a daemon that fails', async t => {
+    const unit = readFileSync(unitPath, 'utf8')
+    t.equal(unitValue(unit, 'Type'), 'notify')
+    t.equal(unitValue(unit, 'NotifyAccess'), 'all')
+    t.notMatch(unit, /^ExecStartPost=/m, 'no readiness poll of a fixed mount point')
+    const notify = await NotifySocket.open()
+    t.teardown(() => notify.close())
+    const env = { NOTIFY_SOCKET: notify.path }
+    const kvblade = join(dest, 'usr/bin/kvblade')
+
+    const noMount = await Daemon.startCommand(kvblade, ['start', '--no-mount', '--no-state'], env)
+    const ready = await notify.ready(10_000)
+    t.ok(ready !== null, '--no-mount: READY=1')
+    t.equal(ready?.pid, noMount.child.pid, 'sent under the daemon\'s PID (systemd-notify run by root), as NotifyAccess=main would want')
+    t.equal(ready?.fields.STATUS, 'serving 0 targets', 'with a STATUS= line for systemctl status')
+    await t.resolves(noMount.waitFor(/told systemd: ready/, 10_000), 'systemd-notify exited 0 (the listener read the message: its barrier let go)')
+    t.same(await noMount.stop(), { code: 0, signal: null })
+
+    const dir = mkdtempSync(join(tmpdir(), 'kvblade-notify-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    const mnt = join(dir, 'elsewhere')
+    notify.messages.length = 0
+    const mounted = await Daemon.startCommand(kvblade, ['start', '--mount', mnt, '--no-state'], env)
+    t.ok(await notify.ready(10_000), `--mount ${mnt}: READY=1`)
+    t.doesNotThrow(() => readFileSync(join(mnt, 'stat')), 'and its control plane answers there')
+    t.same(await mounted.stop(), { code: 0, signal: null })
+
+    notify.messages.length = 0
+    const failing = Daemon.spawnCommand(kvblade, ['start', '--no-mount', '--no-state', '--add', '9 0 kvnosuch0 /dev/null'], env)
+    t.equal((await failing.wait()).code, 1, 'a start that fails exits 1')
+    t.same(notify.messages, [], 'having sent nothing: systemd sees the start fail, not succeed')
+  })
+}
 
 t.test('systemd-analyze verify accepts the unit', async t => {
   const which = await sh('command -v systemd-analyze')
@@ -126,7 +168,7 @@ const cannotServe = networkTestsUnavailable() ?? fuseSkipReason(['setpriv', 'uns
 if (cannotServe !== null && cannotServe !== undefined) {
   skipLoudly(t, 'the installed daemon under the unit\'s capabilities', cannotServe)
 } else {
-  t.test('the installed daemon serves with only the unit\'s capabilities; the readiness check', async t => {
+  t.test('the installed daemon serves with only the unit\'s capabilities, and says it is ready', async t => {
     const unit = readFileSync(unitPath, 'utf8')
     const caps = unitValue(unit, 'CapabilityBoundingSet').split(/\s+/).map(c => c.replace(/^CAP_/, '').toLowerCase())
     t.same(caps, ['net_raw', 'net_admin', 'sys_admin', 'dac_override'])
@@ -148,16 +190,17 @@ if (cannotServe !== null && cannotServe !== undefined) {
     const link = network.links[0]
 
     const [cmd, ...args] = confined(caps)
-    const d = await Daemon.startCommand(cmd, [...args, 'start', '--mount', mnt, '--add', `9 0 ${link.target} ${img}`])
+    const notify = cannotNotify === null ? await NotifySocket.open() : null
+    t.teardown(() => notify?.close())
+    const d = await Daemon.startCommand(cmd, [...args, 'start', '--mount', mnt, '--state', join(dir, 'state.json'), '--add', `9 0 ${link.target} ${img}`],
+      notify !== null ? { NOTIFY_SOCKET: notify.path } : {})
     t.teardown(() => d.stop())
-
-    // ExecStartPost, as systemd would run it ($$ is a literal $), against this mount point.
-    const post = unitValue(unit, 'ExecStartPost')
-    const script = /^\/bin\/sh -c '(.*)'$/.exec(post)?.[1]
-    t.ok(script, 'ExecStartPost is /bin/sh -c \'...\'')
-    const ready = script!.replaceAll('$$', '$').replaceAll('/mnt/kvblade', mnt)
-    const up = await run('/bin/sh', ['-c', ready], { env: { ...process.env, MAINPID: String(d.child.pid) }, timeoutMs: 30_000 })
-    t.equal(up.code, 0, 'the readiness check passes once the control plane answers')
+    t.match(readFileSync(join(dir, 'state.json'), 'utf8'), `"9 0 ${link.target} ${img}"`, 'the state is kept where the test said')
+    if (notify !== null) {
+      // Faking the sender's PID takes CAP_SYS_ADMIN, which the unit's set has.
+      const ready = await notify.ready(10_000)
+      t.same([ready?.pid, ready?.fields.STATUS], [d.child.pid, 'serving 1 targets'], 'READY=1 under the daemon\'s PID with only the unit\'s capabilities')
+    }
 
     const status = await run(join(dest, 'usr/bin/kvblade'), ['status', '--mount', mnt])
     t.equal(status.code, 0, status.stderr)
@@ -172,16 +215,14 @@ if (cannotServe !== null && cannotServe !== undefined) {
     t.ok(readFileSync(img).subarray(0, data.length).equals(data), 'writes reach a backing file root does not own')
 
     t.same(await d.stop(), { code: 0, signal: null }, 'SIGTERM: clean exit, unmounted without more capabilities')
-    const gone = await run('/bin/sh', ['-c', ready.replaceAll(mnt, join(dir, 'never'))], { env: { ...process.env, MAINPID: String(d.child.pid) }, timeoutMs: 30_000 })
-    t.equal(gone.code, 1, 'the readiness check gives up once the daemon has exited')
 
     // The set is not more than needed for nothing: without CAP_SYS_ADMIN there is no control plane.
     const [cmd2, ...args2] = confined(caps.filter(c => c !== 'sys_admin'))
-    const noMount = Daemon.spawnCommand(cmd2, [...args2, 'start', '--mount', join(dir, 'kv2')])
+    const noMount = Daemon.spawnCommand(cmd2, [...args2, 'start', '--mount', join(dir, 'kv2'), '--no-state'])
     t.equal((await noMount.wait()).code, 1, 'without CAP_SYS_ADMIN the daemon cannot mount and exits 1')
     t.match(noMount.stderr, /cannot mount the control plane/)
     const [cmd3, ...args3] = confined(caps.filter(c => c !== 'net_raw'))
-    const noSocket = Daemon.spawnCommand(cmd3, [...args3, 'start', '--no-mount', '--add', `9 0 ${link.target} ${img}`])
+    const noSocket = Daemon.spawnCommand(cmd3, [...args3, 'start', '--no-mount', '--no-state', '--add', `9 0 ${link.target} ${img}`])
     t.equal((await noSocket.wait()).code, 1, 'without CAP_NET_RAW it cannot open the packet socket')
     t.match(noSocket.stderr, /socket\(AF_PACKET\): Operation not permitted/)
   })
@@ -194,4 +235,8 @@ t.test('make uninstall removes the program and keeps the configuration', async t
     t.notOk(existsSync(join(dest, path)), `${path} removed`)
   }
   t.ok(existsSync(exportsPath), 'the exports file is kept')
+})
+
+t.test('the host\'s state file and control plane mount point are untouched', async t => {
+  t.equal(hostDefaults(), hostBefore, '/var/lib/kvblade/state.json and /mnt/kvblade as they were')
 })

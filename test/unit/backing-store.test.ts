@@ -383,3 +383,47 @@ t.test('group commit keeps the arrival order of overlapping writes, in one group
   t.ok(got.subarray(512, 1024).every(x => x === 0xb2), 'the second over the first')
   t.ok(got.subarray(1024, 1536).every(x => x === 0xc3), 'the third, from the next group, over the second')
 })
+
+t.test('close() syncs a writable store after its last request, before the file closes; a failed sync is a warning', async t => {
+  // fs.fdatasync is what close() calls: recorded (and failed on demand) here, then restored.
+  const real = fs.fdatasync
+  const calls: Array<{ fd: number, open: boolean, inFlight: number }> = []
+  let fail: NodeJS.ErrnoException | null = null
+  let current: BackingStore | null = null
+  fs.fdatasync = ((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+    calls.push({ fd, open: (() => { try { fs.fstatSync(fd); return true } catch { return false } })(), inFlight: current?.inFlight ?? -1 })
+    if (fail !== null) setImmediate(cb, fail)
+    else real(fd, cb)
+  }) as typeof fs.fdatasync
+  t.teardown(() => { fs.fdatasync = real })
+
+  const file = path.join(dir, 'close.img')
+  fs.writeFileSync(file, Buffer.alloc(64 * 1024))
+  const engine = new StepEngine()
+  const store = current = await BackingStore.open(file, engine)
+  store.ackMode = 'writeback'
+  const w = write(0, Buffer.alloc(4096, 0x5a))
+  store.submit(w)
+  const closing = store.close()
+  await settle()
+  t.same(calls, [], 'no sync while a write is still with the disk')
+  engine.runTransfers()
+  t.equal(await w.completed, null, 'the write completes (writeback: acknowledged from the page cache)')
+  await closing
+  t.same(calls, [{ fd: store.fd, open: true, inFlight: 0 }], 'then one fdatasync of its descriptor, still open, nothing in flight')
+  t.equal(engine.syncs.length, 0, 'not through the disk engine (nothing would kick it now)')
+  t.throws(() => fs.fstatSync(store.fd), { code: 'EBADF' }, 'and the file is closed after it')
+
+  calls.length = 0
+  const ro = current = await BackingStore.open(file, engine, { readOnly: true })
+  await ro.close()
+  t.same(calls, [], 'a read-only store has nothing to sync')
+
+  fail = Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' })
+  const warnings: string[] = []
+  const failing = current = await BackingStore.open(file, engine)
+  await failing.close(m => warnings.push(m))
+  t.equal(calls.length, 1, 'synced')
+  t.match(warnings, [/close\.img: the last sync before closing failed; .*EIO/], 'a failed sync is a warning naming the file')
+  t.throws(() => fs.fstatSync(failing.fd), { code: 'EBADF' }, 'and the file is closed all the same')
+})

@@ -1,17 +1,20 @@
 /**
  * The engine's device table over FrameIos in memory: control commands and close() run
- * one at a time, an interface's port goes when its last target does, and nothing opened
- * during a shutdown is left behind. No root, no network.
+ * one at a time, an interface's port goes when its last target does, nothing opened
+ * during a shutdown is left behind, and link changes reach the ports. No root, no network.
  */
 import t from 'tap'
 import fs from 'node:fs'
 import path from 'node:path'
 import { Engine } from '../../src/engine/engine'
+import { LinkTable, type LinkSource } from '../../src/engine/links'
+import { privateClaims } from '../../src/engine/locks'
+import type { LinkRecord } from '../../src/native/link-monitor'
 import { ThreadPoolEngine } from '../../src/store/thread-pool-engine'
 import type { DiskEngine } from '../../src/store/disk-engine'
 import { FakeFrameIo } from '../helpers/fake-frame-io'
 import { HeldEngine } from '../helpers/held-engine'
-import { ataFrame, decodeReply } from '../helpers/frames'
+import { ataFrame, configFrame, decodeReply } from '../helpers/frames'
 
 const dir = fs.mkdtempSync(path.join('/var/tmp', 'kvb-engine-'))
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
@@ -123,4 +126,62 @@ t.test('a readd keeps arrival order: the new backing runs nothing before the old
   t.equal(replies.find(r => r.header.tag === write.tag)?.status, 0x40, 'the write succeeded')
   t.equal(readReply?.status, 0x40, 'the read succeeded')
   t.ok(readReply?.data.subarray(0, 1024).equals(data), 'and saw the write that arrived before it')
+})
+
+/** Link records the test hands out, as the kernel would: a dump, then events. */
+class Records implements LinkSource {
+  pending: LinkRecord[] = []
+  constructor (public all: LinkRecord[]) {}
+  dump (): LinkRecord[] { return this.all }
+  poll (): LinkRecord[] { return this.pending.splice(0) }
+  onChange (): void {}
+  close (): void {}
+}
+
+t.test('an interface deleted and made again with the link events lost: a new index, so a new socket', async t => {
+  const src = new Records([{ index: 4, name: 'eth0', mtu: 1500, up: true, mac: Buffer.from([2, 0, 0, 0, 0, 1]) }])
+  const links = new LinkTable(src)
+  const ios: FakeFrameIo[] = []
+  const engine = new Engine({
+    disk: new ThreadPoolEngine(),
+    links,
+    probeMs: 0,
+    // Not the host's /run/kvblade: another run of this test at the same time would hold 9.0@eth0 there.
+    claims: privateClaims,
+    // Each socket is on the interface as it is when opened, index included (as SocketFrameIo's link is).
+    openFrameIo: ifname => {
+      const io = new FakeFrameIo(256, ifname)
+      Object.assign(io.link, { index: links.state(ifname).index })
+      ios.push(io)
+      return io
+    },
+  })
+  t.teardown(() => engine.close())
+  await engine.add({ major: 9, minor: 0, ifname: 'eth0', path: file })
+  t.equal(ios.length, 1, 'one socket')
+  const announced = (io: FakeFrameIo): number => io.sent.map(decodeReply).filter(r => r.header.tag === 0 && r.header.minor === 0).length
+  t.equal(announced(ios[0]), 1, 'announced when added')
+
+  // The removal and the new interface were in the events that overflowed: only the index tells.
+  src.all = [{ index: 9, name: 'eth0', mtu: 1500, up: true, mac: Buffer.from([2, 0, 0, 0, 0, 2]) }]
+  src.pending.push({ overflow: true })
+  links.sync()
+  t.equal(ios.length, 2, 'a socket on the new interface')
+  t.equal(announced(ios[1]), 1, 'the target announced on it')
+  await new Promise(resolve => setImmediate(resolve))
+  t.ok(ios[0].closed, 'the dead one closed')
+  const q = configFrame(9, 0)
+  ios[1].deliver([q.frame])
+  t.equal(ios[1].sent.map(decodeReply).filter(r => r.header.tag === q.tag).length, 1, 'and the target answers there')
+
+  // Changes that keep the index keep the socket.
+  src.pending.push({ index: 9, name: 'eth0', mtu: 9000, up: true })
+  links.sync()
+  t.equal(ios.length, 2, 'a new MTU on the same interface: same socket')
+  t.equal(announced(ios[1]), 2, 'announced again')
+  src.pending.push({ index: 9, name: 'eth0', removed: true })
+  links.sync()
+  src.pending.push({ index: 12, name: 'eth0', mtu: 1500, up: true })
+  links.sync()
+  t.equal(ios.length, 3, 'a removal heard, then a new interface: reopened once, as before')
 })
