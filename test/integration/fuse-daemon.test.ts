@@ -46,8 +46,11 @@ if (reason !== undefined) {
   const work = tempDir('fuse-daemon')
   const mnt = join(work, 'kvblade')
   const img = join(work, 'disk.img')
-  writeFileSync(img, '')
-  truncateSync(img, 64 << 20) // 131072 sectors
+  const img2 = join(work, 'disk2.img')
+  for (const f of [img, img2]) {
+    writeFileSync(f, '')
+    truncateSync(f, 64 << 20) // 131072 sectors
+  }
   const daemons: ChildProcess[] = []
   t.teardown(async () => {
     for (const d of daemons) if (d.exitCode === null && d.signalCode === null) d.kill('SIGKILL')
@@ -74,9 +77,11 @@ if (reason !== undefined) {
   t.test('end to end with the engine', async t => {
     const d = await start()
     t.equal((await sh('cat "$1/9.0@lo/scnt" "$1/9.0@lo/bdev" "$1/9.0@lo/bpath"', [mnt])).stdout, `131072\n0:0\n${img}\n`)
-    t.equal((await sh('echo 9 1 lo "$2" >"$1/add"', [mnt, img])).code, 0, 'add through the engine')
-    const dup = await exec('/bin/bash', ['-c', 'echo 9 1 lo "$2" >"$1/add"', 'bash', mnt, img])
+    t.equal((await sh('echo 9 1 lo "$2" >"$1/add"', [mnt, img2])).code, 0, 'add through the engine')
+    const dup = await exec('/bin/bash', ['-c', 'echo 9 1 lo "$2" >"$1/add"', 'bash', mnt, img2])
     t.match(dup.stderr, /File exists/, 'EEXIST from the engine')
+    const twice = await exec('/bin/bash', ['-c', 'echo 9 3 lo "$2" >"$1/add"', 'bash', mnt, img])
+    t.match(twice.stderr, /Device or resource busy/, 'EBUSY for a second address on a file this daemon exports')
     const bad = await exec('/bin/bash', ['-c', 'echo 9 2 nosuchif0 "$2" >"$1/add"', 'bash', mnt, img])
     t.match(bad.stderr, /No such file or directory/, 'ENOENT for an unknown interface')
     t.equal((await sh('echo "Test Model" >"$1/9.1@lo/model"; cat "$1/9.1@lo/model"', [mnt])).stdout, 'Test Model\n')
@@ -113,7 +118,7 @@ if (reason !== undefined) {
     }
     t.equal((await sh('echo 9 6 lo >"$1/del"', [mnt])).code, 0, 'del of the read-only export')
     const r = await exec(join(SCRIPTS, 'kvstat'), ['-d', mnt], { env: { ...process.env, LC_ALL: 'C' } })
-    t.equal(r.stdout, kvstatLine('9.0', 'lo', 131072, img) + kvstatLine('9.1', 'lo', 131072, img), 'kvstat')
+    t.equal(r.stdout, kvstatLine('9.0', 'lo', 131072, img) + kvstatLine('9.1', 'lo', 131072, img2), 'kvstat')
     t.match((await sh('cat "$1/stat"', [mnt])).stdout, /^lo( \d+){6}\n/m, 'interface counters')
     t.match((await sh('cat "$1/9.0@lo/stat"', [mnt])).stdout, /^( *\d+){10}\n$/, 'target counters')
     t.equal((await sh('echo 9 1 lo >"$1/del"', [mnt])).code, 0, 'del through the engine')

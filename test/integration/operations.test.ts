@@ -202,11 +202,12 @@ if (unavailable !== null) {
 
     await t.test('the exports file: applied at start, reloaded by kvblade reload and SIGHUP; a bad line applies nothing', async t => {
       const exportsFile = path.join(dir, 'exports')
-      const other = path.join(dir, 'other.img')
-      fs.writeFileSync(other, Buffer.alloc(128 * 1024))
+      // A file per address: one file is one address in a daemon.
+      const [other, other5, other6] = ['other.img', 'other5.img', 'other6.img'].map(f => path.join(dir, f))
+      for (const f of [other, other5, other6]) fs.writeFileSync(f, Buffer.alloc(128 * 1024))
       fs.writeFileSync(exportsFile, `# test exports\n9 3 ${linkA.target} ${disk}\n9 4 ${linkA.target} ${other} ro\n`)
       const d = await start('--config', exportsFile)
-      t.equal(await write('add', `9 5 ${linkA.target} ${other}`), 0, 'and one through the control plane')
+      t.equal(await write('add', `9 5 ${linkA.target} ${other5}`), 0, 'and one through the control plane')
       const ls = async (): Promise<string[]> => (await fs.promises.readdir(mnt)).filter(n => n.includes('@')).sort()
       t.same(await ls(), [`9.3@${linkA.target}`, `9.4@${linkA.target}`, `9.5@${linkA.target}`])
       // I/O keeps going on 9.3 through every reload.
@@ -218,13 +219,13 @@ if (unavailable !== null) {
           if (r === null || r.status !== 0x40) ioErrors++
         }
       })()
-      fs.writeFileSync(exportsFile, `9 3 ${linkA.target} ${disk}\n9 6 ${linkA.target} ${other}\n9 4 ${linkA.target} ${other}\n`)
+      fs.writeFileSync(exportsFile, `9 3 ${linkA.target} ${disk}\n9 6 ${linkA.target} ${other6}\n9 4 ${linkA.target} ${other}\n`)
       const r1 = await exec(KVBLADE, ['reload', '--mount', mnt])
       t.equal(r1.code, 0, `kvblade reload: ${r1.stderr}`)
       t.match(r1.stdout, /1 added, 0 removed, 1 changed/, 'says what it did')
       t.equal(await read(`9.4@${linkA.target}/ro`), '0\n', 'the changed line is served anew (no longer ro)')
       t.same(await ls(), [`9.3@${linkA.target}`, `9.4@${linkA.target}`, `9.5@${linkA.target}`, `9.6@${linkA.target}`], 'added; the control-plane one untouched')
-      fs.writeFileSync(exportsFile, `9 3 ${linkA.target} ${disk}\n9 4 ${linkA.target} ${other}\n9 7 ${linkA.target} ${other} frobnicate\n`)
+      fs.writeFileSync(exportsFile, `9 3 ${linkA.target} ${disk}\n9 4 ${linkA.target} ${other}\n9 7 ${linkA.target} ${other6} frobnicate\n`)
       const r2 = await exec(KVBLADE, ['reload', '--mount', mnt])
       t.equal(r2.code, 1, 'a bad line: exit status 1')
       t.match(r2.stderr, /exports line 3: unknown option "frobnicate" .*; nothing was changed/, 'with its line number')
