@@ -395,7 +395,12 @@ export class BackingStore implements BackingStoreInfo, RequestOwner, DiskFile {
       this.holding = null
       for (const req of held) {
         req.blockers--
-        this.admit(req)
+        try {
+          this.admit(req)
+        } catch (err) {
+          // Never out of this promise callback (an unhandled rejection ends the process): answered as failed.
+          req.ioComplete(storeError('EIO', `${IO_KIND_NAMES[req.kind]} not started after a readd: ${(err as Error).message}`))
+        }
       }
     }
     before.then(release, release)
