@@ -358,7 +358,6 @@ class Uring : public Napi::ObjectWrap<Uring> {
     return static_cast<int32_t>(len);
   }
 
-
   // One read or write row with pread/pwrite, retried until done: bytes, or -errno.
   int32_t RunRow(const double* row) {
     int fd = static_cast<int>(row[kColFd]);

@@ -126,7 +126,9 @@ async function start (o: StartOptions): Promise<number> {
       else printError(`warning: cannot tell systemd the daemon is ready (${why}); a Type=notify start will time out`)
     })
   }
-  // The sockets and the FUSE session keep the process alive until a signal arrives.
+  // Serving until a signal, even with nothing open yet (no target, no control plane:
+  // a reload or a waiting target may still bring some); stop() exits.
+  setInterval(() => {}, 1 << 30)
   return await new Promise<number>(() => {})
 }
 

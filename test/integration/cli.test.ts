@@ -19,6 +19,15 @@ t.test('--help and usage errors', async t => {
   t.match(bufcnt.stderr, /--bufcnt must be 2-65535/)
 })
 
+t.test('a daemon with nothing to serve yet keeps running until a signal, then exits 0', async t => {
+  // Nothing open (no target, no control plane) must not mean nothing to wait for: a
+  // reload (SIGHUP) or a waiting target may bring targets later.
+  const d = await Daemon.start(['--no-mount', '--no-state'])
+  await new Promise(resolve => setTimeout(resolve, 1000))
+  t.ok(d.alive, 'still running a second later')
+  t.same(await d.stop(), { code: 0, signal: null }, 'SIGTERM: exit 0')
+})
+
 /** A veth pair and a 1 MiB image, both removed when the test ends. */
 async function setUp (t: { teardown: (fn: () => unknown) => void }): Promise<{ net: TestNetwork, dir: string, img: string }> {
   const net = await TestNetwork.create(1)
