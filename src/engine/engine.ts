@@ -210,7 +210,7 @@ export class Engine implements Control {
       if (!disk.fits()) {
         throw new ControlError('EINVAL', `offset=${o.offset}${o.length === undefined ? '' : ` length=${o.length}`} lies past the end of ${path} (${store.sectors} sectors)`)
       }
-      disk.identity = await this.locks.acquire(path, disk, !o.readOnly && !o.shared)
+      disk.identity = await this.locks.acquire(path, disk, disk.exclusive)
       this.checkOneExporter(disk, replacing)
     } catch (err) {
       if (disk.identity !== '') this.locks.release(disk.identity, disk)
@@ -227,10 +227,9 @@ export class Engine implements Control {
    * host mounting both corrupts it. Allowed only where neither writes exclusively.
    */
   private checkOneExporter (disk: Export, replacing: Export | undefined): void {
-    const exclusive = (o: DiskOptions): boolean => !o.readOnly && !o.shared
     for (const [address, other] of this.exports) {
       if (other === replacing || other.identity !== disk.identity) continue
-      if (!exclusive(disk.options) && !exclusive(other.options)) continue
+      if (!disk.exclusive && !other.exclusive) continue
       throw new ControlError('EBUSY', `${disk.store.path} is already exported by this daemon as ${address} (${other.store.path}): ` +
         'one disk, one address; export it at that address on another interface, or read-only or shared on both')
     }
@@ -273,7 +272,7 @@ export class Engine implements Control {
       onStateChange: () => this.persist(),
     })
     this.ports.set(ifname, port)
-    this.linksSeen.set(ifname, { present: io.link.present, up: io.link.up, mtu: io.link.mtu, index: (io.link as Partial<KnownLink>).index ?? 0 })
+    this.linksSeen.set(ifname, { present: io.link.present, up: io.link.up, mtu: io.link.mtu, index: io.link.index ?? 0 })
     return port
   }
 

@@ -59,6 +59,11 @@ export class Export {
     return this.options.readOnly
   }
 
+  /** It writes and shares the backing with no one: an exclusive lock, and no other address of ours on the file. */
+  get exclusive (): boolean {
+    return !this.options.readOnly && !this.options.shared
+  }
+
   /** The slice lies inside the backing. */
   fits (): boolean {
     return this.options.offset + (this.options.length ?? 1) <= this.store.sectors

@@ -13,6 +13,8 @@ export interface LinkState {
   up: boolean
   /** The interface exists (it may have been unplugged or deleted). */
   present: boolean
+  /** The kernel's ifindex, where known: a new one under the same name is a new interface. */
+  readonly index?: number
 }
 
 /** What the socket counted, for the control plane's `stat`. */

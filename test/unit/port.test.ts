@@ -1,7 +1,8 @@
 /**
  * The packet loop (src/engine/port.ts) over a FrameIo in memory: batching, replies after
  * the batch, arrival order of overlapping requests on every store path, the receive-ring
- * rule, slot exhaustion, a full socket, failures of the disk engine and of a mapped send.
+ * rule, slot exhaustion, a full socket, failures of the disk engine and of a mapped send,
+ * and throws in the loop's own machinery (never fatal, every request still answered).
  * No root, no network: the frames are built in memory and the replies captured at send
  * time (map data included), the backing files are real. The paths that need a file in
  * RAM served inside the kick run on io_uring where the kernel has it and, everywhere, on
@@ -15,7 +16,7 @@ import path from 'node:path'
 import { BackingStore } from '../../src/store/backing-store'
 import type { DiskEngine } from '../../src/store/disk-engine'
 import { UringEngine, type UringBinding } from '../../src/store/uring-engine'
-import { ThreadPoolEngine } from '../../src/store/thread-pool-engine'
+import { ThreadPoolEngine, nodeFsIo, type BackingIo } from '../../src/store/thread-pool-engine'
 import { Uring } from '../../src/native/uring'
 import { AddressState } from '../../src/engine/address-state'
 import { Port } from '../../src/engine/port'
@@ -72,7 +73,8 @@ const dirs: string[] = []
 t.teardown(() => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: true }) })
 
 /** A file of `bytes` (filled with 0x11, or sparse), a store on it, one target on a port over a fake FrameIo. */
-async function rig (t: { teardown: (fn: () => unknown) => void }, where: string, disk: DiskEngine, opts: { bytes?: number, sparse?: boolean } = {}): Promise<Rig> {
+async function rig (t: { teardown: (fn: () => unknown) => void }, where: string, disk: DiskEngine,
+  opts: { bytes?: number, sparse?: boolean, onFault?: () => void } = {}): Promise<Rig> {
   const dir = fs.mkdtempSync(path.join(where, 'kvb-port-'))
   dirs.push(dir)
   const file = path.join(dir, 'disk.img')
@@ -87,7 +89,7 @@ async function rig (t: { teardown: (fn: () => unknown) => void }, where: string,
   const io = new FakeFrameIo()
   if (store.map !== null) io.mapFile(store.map, store.fd)
   const warnings: string[] = []
-  const port = new Port(io, { disk, warn: m => warnings.push(m) })
+  const port = new Port(io, { disk, warn: m => warnings.push(m), ...(opts.onFault !== undefined ? { onFault: opts.onFault } : {}) })
   const exported = new Export(store, 'test', diskOptions({}, { direct: false, cache: 'writeback' }))
   const target = new Target(9, 0, io.link.name, exported, new AddressState(), 64, () => io.link.mtu)
   port.addTarget(target)
@@ -257,17 +259,21 @@ for (const e of inlineEngines()) {
   })
 }
 
-testIf('a failing io_uring becomes ATA errors, and the loop keeps serving', uringMissing, async t => {
+/** A real io_uring whose first submit fails as the kernel would refuse it (ENOMEM). */
+function ringFailingFirstSubmit (): UringBinding {
   const ring = Uring.open(64)
   let failSubmits = 1
-  const failing: UringBinding = Object.assign(Object.create(ring) as Uring, {
+  return Object.assign(Object.create(ring) as Uring, {
     submit (count: number): number {
       if (failSubmits-- > 0) throw Object.assign(new Error('io_uring_submit: injected failure (ENOMEM)'), { code: 'ENOMEM', errno: -12 })
       return ring.submit(count)
     },
   })
+}
+
+testIf('a failing io_uring becomes ATA errors, and the loop keeps serving', uringMissing, async t => {
   const warnings: string[] = []
-  const engine = new UringEngine(failing, m => warnings.push(m))
+  const engine = new UringEngine(ringFailingFirstSubmit(), m => warnings.push(m))
   t.teardown(() => engine.close())
   const r = await rig(t, '/var/tmp', engine)
   const frames = [0, 2, 4, 6].map(lba => ataFrame(9, 0, READ, lba, 2))
@@ -277,6 +283,71 @@ testIf('a failing io_uring becomes ATA errors, and the loop keeps serving', urin
   t.equal(r.target.busy, 0, 'nothing is stranded')
   t.match(warnings.join('\n'), /io_uring submit failed, 4 disk requests fail: .*injected failure/, 'and it was logged')
   const again = ataFrame(9, 0, READ, 0, 2)
+  r.io.deliver([again.frame])
+  t.equal(byTag(await r.replies(5), again.tag).status, 0x40, 'the next request is served')
+})
+
+t.test('a disk engine whose kick throws: the batch is answered, the failure logged, the loop serves on', async t => {
+  class ThrowingKick extends ThreadPoolEngine {
+    kicks = 0
+    override kick (): void {
+      this.kicks++
+      throw new Error('injected: kick failed')
+    }
+  }
+  const engine = new ThrowingKick()
+  const r = await rig(t, '/var/tmp', engine)
+  const frames = [0, 2, 4].map(lba => ataFrame(9, 0, READ, lba, 2))
+  t.doesNotThrow(() => r.io.deliver(frames.map(f => f.frame)), 'nothing escapes the packet loop')
+  t.ok(engine.kicks > 0, 'the engine was kicked')
+  const replies = await r.replies(3)
+  t.ok(frames.every(f => byTag(replies, f.tag).status === 0x40), 'every request of the batch was answered')
+  t.equal(r.target.busy, 0, 'nothing is stranded')
+  t.match(r.warnings.join('\n'), /injected: kick failed/, 'the failure was logged')
+  const again = ataFrame(9, 0, READ, 8, 2)
+  t.doesNotThrow(() => r.io.deliver([again.frame]))
+  t.equal(byTag(await r.replies(4), again.tag).status, 0x40, 'the next request is served')
+})
+
+t.test('a failed read whose fault report throws is still answered with an ATA error', async t => {
+  const failing: BackingIo = {
+    ...nodeFsIo,
+    read: (_fd, _buf, _off, _len, _pos, cb) => setImmediate(() => cb(Object.assign(new Error('injected EIO'), { code: 'EIO' }), 0)),
+  }
+  let reports = 0
+  const r = await rig(t, '/var/tmp', new ThreadPoolEngine(failing), {
+    onFault: () => {
+      reports++
+      throw new Error('injected: the fault log failed')
+    },
+  })
+  // Before the fix this throw surfaced in an fs callback: an uncaught exception, the end of the daemon.
+  const frames = [0, 2].map(lba => ataFrame(9, 0, READ, lba, 2))
+  r.io.deliver(frames.map(f => f.frame))
+  const replies = await r.replies(2)
+  t.equal(reports, 2, 'each failure was reported')
+  t.ok(frames.every(f => (byTag(replies, f.tag).status & 0x01) !== 0), 'each got an ATA error')
+  t.equal(r.target.busy, 0, 'nothing is stranded')
+  t.equal(r.target.errors, 2, 'both counted as errors')
+  t.match(r.warnings.join('\n'), /injected: the fault log failed/, 'the reporting failure was logged')
+})
+
+testIf('io_uring: a completion that throws does not strand the others answered with it', uringMissing, async t => {
+  const engineWarnings: string[] = []
+  const engine = new UringEngine(ringFailingFirstSubmit(), m => engineWarnings.push(m))
+  t.teardown(() => engine.close())
+  let reports = 0
+  const r = await rig(t, '/var/tmp', engine, {
+    // The first of the batch's four failures throws while being reported.
+    onFault: () => { if (reports++ === 0) throw new Error('injected: the fault log failed') },
+  })
+  const frames = [0, 2, 4, 6].map(lba => ataFrame(9, 0, READ, lba, 2))
+  t.doesNotThrow(() => r.io.deliver(frames.map(f => f.frame)), 'nothing escapes the packet loop')
+  const replies = await r.replies(4)
+  t.ok(frames.every(f => (byTag(replies, f.tag).status & 0x01) !== 0), 'all four got an ATA error')
+  t.equal(r.target.busy, 0, 'nothing is stranded')
+  t.match([...engineWarnings, ...r.warnings].join('\n'), /injected: the fault log failed/, 'the throw was logged')
+  const again = ataFrame(9, 0, READ, 8, 2)
   r.io.deliver([again.frame])
   t.equal(byTag(await r.replies(5), again.tag).status, 0x40, 'the next request is served')
 })
